@@ -1,0 +1,56 @@
+/**
+ * The one error hierarchy of memometer. Every layer throws these; the server maps them to gRPC
+ * status codes in one place and the CLI maps them to exit codes. `subject` names the field,
+ * flag or object the error is about so that messages can point at it.
+ */
+export type ErrorKind =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'PERMISSION_DENIED'
+  | 'UNAUTHENTICATED'
+  | 'RESOURCE_EXHAUSTED'
+  | 'FAILED_PRECONDITION'
+  | 'CANCELLED'
+  | 'DEADLINE_EXCEEDED'
+  | 'UNAVAILABLE'
+  | 'ALREADY_EXISTS';
+
+export abstract class MemometerError extends Error {
+  abstract readonly kind: ErrorKind;
+  constructor(
+    message: string,
+    readonly subject?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(subject ? `${subject}: ${message}` : message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidArgumentError extends MemometerError {
+  readonly kind = 'INVALID_ARGUMENT' as const;
+}
+export class NotFoundError extends MemometerError {
+  readonly kind = 'NOT_FOUND' as const;
+}
+export class PermissionDeniedError extends MemometerError {
+  readonly kind = 'PERMISSION_DENIED' as const;
+}
+export class UnauthenticatedError extends MemometerError {
+  readonly kind = 'UNAUTHENTICATED' as const;
+}
+export class ResourceExhaustedError extends MemometerError {
+  readonly kind = 'RESOURCE_EXHAUSTED' as const;
+}
+export class FailedPreconditionError extends MemometerError {
+  readonly kind = 'FAILED_PRECONDITION' as const;
+}
+export class CancelledError extends MemometerError {
+  readonly kind = 'CANCELLED' as const;
+}
+export class DeadlineExceededError extends MemometerError {
+  readonly kind = 'DEADLINE_EXCEEDED' as const;
+}
+export class UnavailableError extends MemometerError {
+  readonly kind = 'UNAVAILABLE' as const;
+}
