@@ -1,0 +1,104 @@
+import * as tf from '@tensorflow/tfjs';
+import { Heads, type HeadsOptions } from '../heads/heads.js';
+import type { Cut } from '../model/cut.js';
+import { Tally } from '../score.js';
+import type { EpochEvent } from '../types.js';
+import { GroupedBatches, gatherValues } from './batches.js';
+import { correctCount, randomLabelLoss } from './losses.js';
+import { applyGradients, createOptimizer, type OptimizerName } from './optimizer.js';
+import { checkCancelled, groupedTensor, yieldToEventLoop } from './step.js';
+
+/** Backbone outputs of one split at one cut, computed once in inference mode. */
+export interface Features {
+  values: Float32Array;
+  sampleShape: number[];
+  /** The head each sample feeds: its class, or 0 for a shared head. */
+  groups: Int32Array;
+  /** Random label per sample. */
+  labels: Int32Array;
+}
+
+export interface HeadTraining {
+  epochs: number;
+  perGroup: number;
+  learningRate: number;
+  optimizer: OptimizerName;
+  weightDecay: number;
+  seed: number;
+  signal?: AbortSignal;
+}
+
+/** Random-label accuracy of `heads` on `features`, inference mode. */
+export async function evaluateHeads(heads: Heads, features: Features, groups: number, perGroup: number): Promise<number> {
+  const tally = new Tally();
+  for (const batch of new GroupedBatches(features.groups, groups, perGroup).epoch()) {
+    const correct = tf.tidy(() => {
+      const x = groupedTensor(features.values, features.sampleShape, batch.index, groups);
+      const r = tf.tensor(gatherValues(features.labels, batch.index), [groups, perGroup], 'int32');
+      return correctCount(heads.apply(x, false), r, tf.tensor(batch.mask, [groups, perGroup]));
+    });
+    tally.add(batch.real, { correct: (await correct.data())[0]! });
+    correct.dispose();
+  }
+  return tally.mean('correct');
+}
+
+/**
+ * Frozen mode for one cut and seed: only the heads train, on features computed once. Yields an
+ * event per epoch and returns the trained heads (the caller scores and disposes them).
+ */
+export async function* trainHeadsFrozen(
+  cut: Cut,
+  headsOptions: HeadsOptions,
+  features: Features,
+  training: HeadTraining,
+): AsyncGenerator<EpochEvent, Heads> {
+  const heads = new Heads(cut, headsOptions);
+  const optimizer = createOptimizer(training.optimizer, training.learningRate);
+  const { groups } = headsOptions;
+  const { perGroup: k } = training;
+  const batches = new GroupedBatches(features.groups, groups, k);
+  let finished = false;
+  try {
+    for (let epoch = 0; epoch < training.epochs; epoch++) {
+      const tally = new Tally();
+      const started = performance.now();
+      for (const batch of batches.epoch({ seed: training.seed, round: epoch })) {
+        checkCancelled(training.signal);
+        const [loss, correct] = tf.tidy(() => {
+          const x = groupedTensor(features.values, features.sampleShape, batch.index, groups);
+          const r = tf.tensor(gatherValues(features.labels, batch.index), [groups, k], 'int32');
+          const mask = tf.tensor(batch.mask, [groups, k]);
+          let hits: tf.Scalar | undefined;
+          const { value, grads } = tf.variableGrads(() => {
+            const logits = heads.apply(x, true);
+            hits = tf.keep(correctCount(logits, r, mask));
+            return randomLabelLoss(logits, r, mask);
+          }, heads.trainable);
+          applyGradients(optimizer, grads, heads.trainable, training.weightDecay);
+          return [value, hits!];
+        });
+        const [lossValue, hitValue] = [(await loss.data())[0]!, (await correct.data())[0]!];
+        tf.dispose([loss, correct]);
+        tally.add(batch.real, { loss: lossValue * batch.real, correct: hitValue });
+        await yieldToEventLoop();
+      }
+      yield {
+        type: 'epoch',
+        seed: training.seed,
+        copyDepth: cut.depth,
+        epoch: epoch + 1,
+        epochs: training.epochs,
+        randomLabelAccuracy: tally.mean('correct'),
+        losses: { randomLabel: tally.mean('loss') },
+        samplesPerSecond: tally.samples / ((performance.now() - started) / 1000),
+      };
+    }
+    finished = true;
+    return heads;
+  } finally {
+    // Also runs when the consumer stops iterating early (cancellation, a broken stream).
+    optimizer.dispose();
+    if (!finished) heads.dispose();
+  }
+}
