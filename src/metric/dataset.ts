@@ -1,0 +1,202 @@
+/**
+ * The engine's input contract: what a measurement consumes, independent of where the data came
+ * from (files in an object store, inline arrays in a request, generated test data).
+ *
+ * Types and tiny structural helpers only. Value-level conversion of raw arrays (dtype casts,
+ * label checks, one-hot decoding) lives with the readers; this module must stay free of storage
+ * concerns so that `src/metric` never depends on `src/storage`.
+ */
+import { InvalidArgumentError } from '../errors.js';
+
+/** The typed arrays an n-dimensional numeric array can hold. 64-bit integers stay bigint. */
+export type NumericTypedArray =
+  | Float32Array
+  | Float64Array
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | BigInt64Array
+  | BigUint64Array;
+
+/**
+ * Element types of a {@link NumericArray}. `bool` is stored in a Uint8Array holding 0 or 1;
+ * `float16` sources are widened to `float32` on read, so it does not appear here.
+ */
+export type NumericDType =
+  | 'float32'
+  | 'float64'
+  | 'uint8'
+  | 'int8'
+  | 'uint16'
+  | 'int16'
+  | 'uint32'
+  | 'int32'
+  | 'int64'
+  | 'uint64'
+  | 'bool';
+
+/**
+ * A dense n-dimensional array in C (row-major) order, as read from a file.
+ * `data.length` equals the product of `shape` (1 for a scalar, shape `[]`).
+ */
+export interface NumericArray {
+  data: NumericTypedArray;
+  shape: number[];
+  /** The element type; when absent it is the one implied by `data`'s class (never `bool`). */
+  dtype?: NumericDType;
+}
+
+/**
+ * A labelled classification data set as the engine consumes it.
+ *
+ * Inputs are raw float32 values (NOT scaled: scaling is a measurement option applied later by
+ * the engine), labels are int32 class indices >= 0. Image sets keep their file shape, e.g.
+ * `[m, 28, 28]`: the engine adds a channel axis if the model needs one.
+ */
+export interface Dataset {
+  /** Training inputs, `m * prod(sampleShape)` values in C order. */
+  x: Float32Array;
+  /** `[m, ...sampleShape]`, with at least one sample axis. */
+  xShape: number[];
+  /** `m` class indices. */
+  y: Int32Array;
+  /** Optional held-out inputs; present together with `xTestShape` and `yTest`. */
+  xTest?: Float32Array;
+  /** `[mTest, ...sampleShape]`: the same sample shape as `xShape`. */
+  xTestShape?: number[];
+  yTest?: Int32Array;
+}
+
+/** The dtype of an array: its declared one, else the one its typed array class implies. */
+export function dtypeOf(array: NumericArray): NumericDType {
+  if (array.dtype) return array.dtype;
+  const d = array.data;
+  if (d instanceof Float32Array) return 'float32';
+  if (d instanceof Float64Array) return 'float64';
+  if (d instanceof Uint8Array) return 'uint8';
+  if (d instanceof Int8Array) return 'int8';
+  if (d instanceof Uint16Array) return 'uint16';
+  if (d instanceof Int16Array) return 'int16';
+  if (d instanceof Uint32Array) return 'uint32';
+  if (d instanceof Int32Array) return 'int32';
+  if (d instanceof BigInt64Array) return 'int64';
+  return 'uint64';
+}
+
+/** Number of elements of a shape (1 for the scalar shape `[]`). */
+export function shapeSize(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** `[60000, 28, 28]`: how messages print shapes. */
+export function formatShape(shape: readonly number[] | undefined): string {
+  return shape ? `[${shape.join(', ')}]` : 'undefined';
+}
+
+/** Number of samples (the first axis). */
+export function numSamples(xShape: readonly number[]): number {
+  return xShape[0] ?? 0;
+}
+
+/** The shape of one sample: `xShape` without its first axis. */
+export function sampleShape(xShape: readonly number[]): number[] {
+  return xShape.slice(1);
+}
+
+/** What errors call each array of a data set (e.g. `data.npz:x` or `dir/train-images-idx3-ubyte.gz`). */
+export interface DatasetFieldNames {
+  x: string;
+  y: string;
+  xTest: string;
+  yTest: string;
+}
+
+export const DEFAULT_FIELD_NAMES: Readonly<DatasetFieldNames> = {
+  x: 'x',
+  y: 'y',
+  xTest: 'x_test',
+  yTest: 'y_test',
+};
+
+function checkShape(shape: readonly number[] | undefined, field: string): number[] {
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+    throw new InvalidArgumentError(
+      `shape must be a list of non-negative integers, got ${formatShape(shape)}`,
+      field,
+    );
+  }
+  return [...shape];
+}
+
+/**
+ * Checks that a {@link Dataset} is structurally consistent: array lengths match their shapes,
+ * there is at least one sample with at least one sample axis, labels count samples, and a test
+ * split, if any, is complete and has the training sample shape. Does not look at values.
+ * Throws InvalidArgumentError naming the field and the offending shape/length.
+ */
+export function assertDatasetShapes(
+  ds: Dataset,
+  names: Readonly<DatasetFieldNames> = DEFAULT_FIELD_NAMES,
+): void {
+  const xShape = checkShape(ds.xShape, names.x);
+  if (xShape.length < 2) {
+    throw new InvalidArgumentError(
+      `inputs must have shape [m, ...sampleShape] with at least one sample axis, got ${formatShape(xShape)}` +
+        (xShape.length === 1 ? `; reshape to [${xShape[0]}, 1]` : ''),
+      names.x,
+    );
+  }
+  const m = xShape[0] ?? 0;
+  if (m === 0) throw new InvalidArgumentError(`has no samples: shape ${formatShape(xShape)}`, names.x);
+  if (xShape.slice(1).some((d) => d === 0)) {
+    throw new InvalidArgumentError(`sample shape has a zero-sized axis: ${formatShape(xShape)}`, names.x);
+  }
+  if (ds.x.length !== shapeSize(xShape)) {
+    throw new InvalidArgumentError(
+      `holds ${ds.x.length} values but xShape ${formatShape(xShape)} needs ${shapeSize(xShape)}`,
+      names.x,
+    );
+  }
+  if (ds.y.length !== m) {
+    throw new InvalidArgumentError(`${names.x} has ${m} samples but ${names.y} has ${ds.y.length} labels`, names.y);
+  }
+  const present = [ds.xTest !== undefined, ds.xTestShape !== undefined, ds.yTest !== undefined];
+  if (present.some((p) => p) && !present.every((p) => p)) {
+    throw new InvalidArgumentError(
+      `${names.xTest} and ${names.yTest} must be given together ` +
+        `(got xTest: ${present[0] ? 'yes' : 'no'}, xTestShape: ${present[1] ? 'yes' : 'no'}, yTest: ${present[2] ? 'yes' : 'no'})`,
+      names.xTest,
+    );
+  }
+  if (ds.xTest && ds.xTestShape && ds.yTest) {
+    const tShape = checkShape(ds.xTestShape, names.xTest);
+    const s = formatShape(xShape.slice(1));
+    const ts = formatShape(tShape.slice(1));
+    if (tShape.length < 1 || s !== ts) {
+      throw new InvalidArgumentError(
+        `sample shape ${ts} (shape ${formatShape(tShape)}) differs from ${names.x}'s sample shape ${s} (shape ${formatShape(xShape)})`,
+        names.xTest,
+      );
+    }
+    if ((tShape[0] ?? 0) === 0) {
+      throw new InvalidArgumentError(`has no samples: shape ${formatShape(tShape)}`, names.xTest);
+    }
+    if (ds.xTest.length !== shapeSize(tShape)) {
+      throw new InvalidArgumentError(
+        `holds ${ds.xTest.length} values but xTestShape ${formatShape(tShape)} needs ${shapeSize(tShape)}`,
+        names.xTest,
+      );
+    }
+    if (ds.yTest.length !== (tShape[0] ?? 0)) {
+      throw new InvalidArgumentError(
+        `${names.xTest} has ${tShape[0] ?? 0} samples but ${names.yTest} has ${ds.yTest.length} labels`,
+        names.yTest,
+      );
+    }
+  }
+}

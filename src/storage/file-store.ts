@@ -1,0 +1,162 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+} from '../errors.js';
+import type { ObjectStore } from './store.js';
+
+/** Marks in-flight temp files of {@link FileStore.put}; `list` never returns them. */
+const TEMP_MARK = '.memometer-tmp-';
+
+/** How deep `list` descends (keeps symbolic-link cycles finite). */
+const MAX_LIST_DEPTH = 64;
+
+function errnoCode(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
+}
+
+/**
+ * An {@link ObjectStore} over a directory of the local file system: key `a/b.npz` is the file
+ * `<root>/a/b.npz`. `put` creates missing directories and is atomic (it writes a temp file in the
+ * target directory, then renames it over the target).
+ */
+export class FileStore implements ObjectStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    if (!root) throw new InvalidArgumentError('the store root must be a directory path, got an empty string', 'root');
+    this.root = path.resolve(root);
+  }
+
+  /** Checks a key and maps it to its file path under the root. */
+  private pathOf(key: string): string {
+    if (typeof key !== 'string' || key === '') {
+      throw new InvalidArgumentError(`an object key must be a non-empty string, got ${JSON.stringify(key)}`, 'key');
+    }
+    if (key.includes('\\') || key.includes('\0')) {
+      throw new InvalidArgumentError(`object key ${JSON.stringify(key)} contains '\\' or NUL; keys use '/' separators`, key);
+    }
+    const segments = key.split('/');
+    if (segments.some((s) => s === '' || s === '.' || s === '..')) {
+      throw new InvalidArgumentError(
+        `object key ${JSON.stringify(key)} must be a relative '/'-separated path without empty, '.' or '..' segments`,
+        key,
+      );
+    }
+    return path.join(this.root, ...segments);
+  }
+
+  private mapError(e: unknown, key: string, op: string): unknown {
+    const code = errnoCode(e);
+    const options = { cause: e };
+    switch (code) {
+      case 'ENOENT':
+      case 'ENOTDIR':
+      case 'EISDIR':
+      case 'EEXIST':
+        return op === 'put'
+          ? new FailedPreconditionError(`cannot write: a path component is not a directory, or the key names a directory (${code})`, key, options)
+          : new NotFoundError('no such object in the store', key, options);
+      case 'EACCES':
+      case 'EPERM':
+      case 'EROFS':
+        return new PermissionDeniedError(`cannot ${op} the object (${code})`, key, options);
+      case 'ENOSPC':
+      case 'EDQUOT':
+      case 'EMFILE':
+      case 'ENFILE':
+        return new ResourceExhaustedError(`cannot ${op} the object (${code})`, key, options);
+      default:
+        return e;
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    const file = this.pathOf(key);
+    try {
+      const buf = await readFile(file);
+      return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    } catch (e) {
+      throw this.mapError(e, key, 'get');
+    }
+  }
+
+  async put(key: string, body: Uint8Array | string): Promise<void> {
+    const file = this.pathOf(key);
+    const dir = path.dirname(file);
+    const tmp = path.join(dir, `.${path.basename(file)}${TEMP_MARK}${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFile(tmp, body);
+      await rename(tmp, file);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw this.mapError(e, key, 'put');
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    const file = this.pathOf(key);
+    try {
+      return (await stat(file)).isFile();
+    } catch (e) {
+      const code = errnoCode(e);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw this.mapError(e, key, 'stat');
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    if (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.includes('\\') || prefix.includes('\0')) {
+      throw new InvalidArgumentError(
+        `a key prefix must be a relative '/'-separated string, got ${JSON.stringify(prefix)}`,
+        'prefix',
+      );
+    }
+    // Walk only the deepest directory the prefix fully names.
+    const cut = prefix.lastIndexOf('/');
+    const dirKey = cut < 0 ? '' : prefix.slice(0, cut);
+    const dirSegments = dirKey === '' ? [] : dirKey.split('/');
+    if (dirSegments.some((s) => s === '' || s === '.' || s === '..')) return [];
+    const out: string[] = [];
+    const walk = async (dir: string, keyPrefix: string, depth: number): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        const code = errnoCode(e);
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        throw this.mapError(e, keyPrefix || prefix || '.', 'list');
+      }
+      for (const entry of entries) {
+        const key = keyPrefix + entry.name;
+        const full = path.join(dir, entry.name);
+        let isDir = entry.isDirectory();
+        let isFile = entry.isFile();
+        if (entry.isSymbolicLink()) {
+          // Follow links (e.g. a data set linked into the store); dangling links are skipped.
+          const target = await stat(full).catch(() => undefined);
+          isDir = target?.isDirectory() ?? false;
+          isFile = target?.isFile() ?? false;
+        }
+        if (isDir) {
+          // Descend only where keys below can still match the prefix; the depth bound stops link cycles.
+          const sub = key + '/';
+          if ((sub.startsWith(prefix) || prefix.startsWith(sub)) && depth < MAX_LIST_DEPTH) {
+            await walk(full, sub, depth + 1);
+          }
+        } else if (isFile && !entry.name.includes(TEMP_MARK) && key.startsWith(prefix)) {
+          out.push(key);
+        }
+      }
+    };
+    await walk(path.join(this.root, ...dirSegments), dirKey === '' ? '' : dirKey + '/', dirSegments.length);
+    return out.sort();
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The object store abstraction every reader and writer of memometer goes through, so that the
+ * same code reads from a local directory, a bucket, or an in-memory map.
+ *
+ * Keys are '/'-separated paths relative to the store root, e.g. `models/cnn/model.json`. They
+ * never start with '/', never contain empty, '.' or '..' segments, and never contain '\\' or NUL.
+ * Implementations reject such keys with InvalidArgumentError naming the key.
+ */
+export interface ObjectStore {
+  /**
+   * The whole object at `key`. A missing object (or a key naming a "directory") rejects with
+   * NotFoundError whose subject is the key.
+   */
+  get(key: string): Promise<Uint8Array>;
+  /**
+   * Stores `body` at `key` (strings are written as UTF-8), replacing any existing object.
+   * Readers never observe a partially written object.
+   */
+  put(key: string, body: Uint8Array | string): Promise<void>;
+  /** Whether an object exists at `key` (false for "directories"). */
+  exists(key: string): Promise<boolean>;
+  /**
+   * All keys that start with `prefix` (a plain string prefix, like S3: `data/` lists everything
+   * under the data folder, recursively; `data/train-` lists keys beginning so), sorted.
+   * Returns [] when nothing matches; `''` lists the whole store.
+   */
+  list(prefix: string): Promise<string[]>;
+}
+
+/** Joins key parts with '/', dropping empty parts and duplicate separators. */
+export function joinKey(...parts: string[]): string {
+  return parts
+    .flatMap((p) => p.split('/'))
+    .filter((s) => s !== '')
+    .join('/');
+}
+
+/** The "folder" part of a key: `a/b/c.json` -> `a/b`, `c.json` -> `''`. */
+export function keyDirname(key: string): string {
+  const i = key.lastIndexOf('/');
+  return i < 0 ? '' : key.slice(0, i);
+}
+
+/** The last segment of a key: `a/b/c.json` -> `c.json`. */
+export function keyBasename(key: string): string {
+  const i = key.lastIndexOf('/');
+  return i < 0 ? key : key.slice(i + 1);
+}
