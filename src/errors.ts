@@ -17,6 +17,9 @@ export type ErrorKind =
 
 export abstract class MemometerError extends Error {
   abstract readonly kind: ErrorKind;
+  /** The message without the subject prefix, for callers that name the subject their own way. */
+  readonly detail: string;
+
   constructor(
     message: string,
     readonly subject?: string,
@@ -24,6 +27,7 @@ export abstract class MemometerError extends Error {
   ) {
     super(subject ? `${subject}: ${message}` : message, options);
     this.name = new.target.name;
+    this.detail = message;
   }
 }
 

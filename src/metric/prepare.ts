@@ -34,7 +34,7 @@ export interface PrepareOptions {
   inputShape: number[];
   numClasses: number;
   maxSamples?: number;
-  scaling?: InputScaling;
+  inputScaling?: InputScaling;
   /** Fraction of training samples held out when the dataset has no test arrays. */
   heldOutFraction: number;
   seed: number;
@@ -117,8 +117,8 @@ export function prepareData(ds: Dataset, options: PrepareOptions): PreparedData 
     checkSampleShape(ds.xTestShape.slice(1), inputShape, 'dataset.x_test');
     checkLabels(ds.yTest, numClasses, 'dataset.y_test');
     return {
-      train: split(ds.x, ds.y, pick(m, options.maxSamples, seed), inputShape, options.scaling),
-      heldOut: split(ds.xTest, ds.yTest, pick(ds.yTest.length, options.maxSamples, seed), inputShape, options.scaling),
+      train: split(ds.x, ds.y, pick(m, options.maxSamples, seed), inputShape, options.inputScaling),
+      heldOut: split(ds.xTest, ds.yTest, pick(ds.yTest.length, options.maxSamples, seed), inputShape, options.inputScaling),
       heldOutSource: 'test',
     };
   }
@@ -132,8 +132,8 @@ export function prepareData(ds: Dataset, options: PrepareOptions): PreparedData 
   const trainRows = rows.slice(heldCount);
   const limit = options.maxSamples ?? trainRows.length;
   return {
-    train: split(ds.x, ds.y, trainRows.slice(0, limit).sort(), inputShape, options.scaling),
-    heldOut: split(ds.x, ds.y, rows.slice(0, Math.min(heldCount, limit)).sort(), inputShape, options.scaling),
+    train: split(ds.x, ds.y, trainRows.slice(0, limit).sort(), inputShape, options.inputScaling),
+    heldOut: split(ds.x, ds.y, rows.slice(0, Math.min(heldCount, limit)).sort(), inputShape, options.inputScaling),
     heldOutSource: 'train-split',
   };
 }

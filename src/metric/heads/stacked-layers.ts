@@ -79,7 +79,7 @@ export function conv2dOp(config: Config, weights: tf.Tensor[], activation: unkno
   const bias = weights[1] ? tf.variable(weights[1]) : undefined;
   const patches = kh * kw * cin;
   const identity = tf.tidy(() =>
-    tf.oneHot(tf.range(0, patches, 1, 'int32'), patches).reshape([kh, kw, cin, patches]),
+    tf.oneHot(tf.range(0, patches, 1, 'int32'), patches).toFloat().reshape([kh, kw, cin, patches]),
   );
   const strides = config.strides as [number, number];
   const dilations = config.dilationRate as [number, number] | number;
