@@ -1,0 +1,48 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FailedPreconditionError, InvalidArgumentError } from '../../src/errors.js';
+import { BACKEND_ENV, initBackend } from '../../src/metric/backend/index.js';
+
+afterEach(() => {
+  delete process.env[BACKEND_ENV];
+});
+
+describe('backend selection', () => {
+  it('picks the best installed backend and says which it skipped and why', async () => {
+    const choice = await initBackend();
+    // No libtensorflow binding can install on these machines: the embedded default is wasm.
+    expect(choice.name).toBe('wasm');
+    expect(choice.skipped).toEqual([
+      { name: 'node-gpu', reason: 'not installed' },
+      { name: 'node', reason: 'not installed' },
+    ]);
+    expect(tf.getBackend()).toBe('wasm');
+  });
+
+  it('can train a convolution on the chosen wasm backend (gradient kernels registered)', async () => {
+    await initBackend('wasm');
+    const x = tf.randomNormal([2, 8, 8, 3]);
+    const w = tf.variable(tf.randomNormal([3, 3, 3, 4]));
+    const { grads } = tf.variableGrads(() => tf.conv2d(x as tf.Tensor4D, w as tf.Variable<tf.Rank.R4>, 2, 'same').square().sum() as tf.Scalar, [w]);
+    expect(grads[w.name]!.shape).toEqual([3, 3, 3, 4]);
+  });
+
+  it('honours MEMOMETER_BACKEND, and an explicit request wins over it', async () => {
+    process.env[BACKEND_ENV] = 'cpu';
+    expect((await initBackend()).name).toBe('cpu');
+    expect((await initBackend('wasm')).name).toBe('wasm');
+  });
+
+  it('refuses a forced backend that is not installed instead of falling back', async () => {
+    const error = await initBackend('node-gpu').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FailedPreconditionError);
+    expect((error as Error).message).toBe("backend: backend 'node-gpu' is unavailable (not installed)");
+  });
+
+  it('rejects an unknown backend name, naming the variable', async () => {
+    process.env[BACKEND_ENV] = 'tpu';
+    const error = await initBackend().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect((error as Error).message).toMatch(/^MEMOMETER_BACKEND: unknown backend 'tpu'/);
+  });
+});

@@ -1,0 +1,52 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const exec = promisify(execFile);
+
+/** Runs the CLI as users do, in its own process. */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('npx', ['tsx', 'src/clients/cli.ts', ...args], { timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('memometer measure (local)', () => {
+  it('measures the shipped example and prints one JSON object with every score per depth', async () => {
+    const { code, stdout, stderr } = await cli('measure', '--depth', '1,2', '--epochs', '3', '--json', '--backend', 'wasm');
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report.backend).toBe('wasm');
+    expect(report.depths.map((d: { copyDepth: number }) => d.copyDepth)).toEqual([1, 2]);
+    for (const depth of report.depths) {
+      for (const key of ['randomLabelAccuracy', 'chance', 'memorizationScore', 'heldOutRandomLabelAccuracy', 'classTrainAccuracy', 'classTestAccuracy']) {
+        expect(typeof depth[key]).toBe('number');
+      }
+      expect(depth.chance).toBeCloseTo(0.1);
+    }
+    expect(stderr).toMatch(/planned: frozen mode, per-class heads/);
+  });
+
+  it.each([
+    [['--labels', '1'], /--labels: must be an integer in \[2, 1000000\], got 1/],
+    [['--depth', '9'], /--depth: copy depth 9 is not a valid cut: the model has 7 layers; valid depths: 1-7/],
+    [['--epochs', 'ten'], /--epochs: expects a number, got 'ten'/],
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--mode', 'frozen', '--lambda', '2'], /--lambda: applies only in joint mode/],
+    [['--backend', 'tpu'], /--backend: unknown backend 'tpu'/],
+  ])('exits 2 naming the flag for %j', async (args, message) => {
+    const { code, stderr } = await cli('measure', ...args);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(message);
+  });
+
+  it('exits 1 with a clear message for a missing model', async () => {
+    const { code, stderr } = await cli('measure', '--model', 'no/such/model', '--dataset', 'examples/fashion-mnist-2k.npz');
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/memometer: .*model\.json/);
+  });
+});
