@@ -56,7 +56,7 @@ describe('the metric on real data (Fashion-MNIST subset, example CNN)', () => {
   });
 
   it('lambda > 0 lowers random-label accuracy in joint mode', async () => {
-    const options = { mode: 'joint', copyDepths: [2], epochs: 15, batchSize: 128, ...SCALE_255 } as const;
+    const options = { mode: 'joint' as const, copyDepths: [2], epochs: 15, batchSize: 128, ...SCALE_255 };
     const probe = (await run(mlp, { ...options, lambda: 0 })).result.depths[0]!;
     const regularised = (await run(mlp, { ...options, lambda: 5 })).result.depths[0]!;
     const se = standardError(0.2, mlp.dataset.y.length);
