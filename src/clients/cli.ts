@@ -1,25 +1,40 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { InvalidArgumentError, MemometerError } from '../errors.js';
 import { initBackend, parseBackendRequest } from '../metric/backend/index.js';
 import { measure } from '../metric/measure.js';
 import type { MeasurementResult } from '../metric/types.js';
-import { describeForCli, measureOptionsFrom, parseMeasureArgs } from './measure-flags.js';
+import { loadServerConfig } from '../server/config.js';
+import { startServer } from '../server/server.js';
 import { readLocalDataset, readLocalModel } from './local-files.js';
+import { describeForCli, measureOptionsFrom, parseMeasureArgs, type MeasureValues } from './measure-flags.js';
+import { measureRemotely } from './remote.js';
 import { formatResult, Progress } from './report.js';
+import { uploadToBucket } from './upload.js';
 
-const USAGE = `usage: memometer measure [--model PATH] [--dataset PATH] [--depth 1,2,3] [--labels N]
+const USAGE = `usage:
+  memometer measure [--model PATH|URI] [--dataset PATH|URI] [--depth 1,2,3] [--labels N]
          [--mode frozen|joint] [--heads per-class|shared] [--head-init fresh|top]
          [--epochs E] [--batch-size B] [--lr X] [--optimizer adam|sgd|momentum]
          [--weight-decay X] [--lambda X] [--label-smoothing X] [--reinit]
          [--seed S[,S...]] [--max-samples M] [--held-out-fraction F]
          [--scale X] [--offset X] [--mean M[,M...]] [--std S[,S...]]
-         [--memory-budget-mb MB] [--backend auto|node-gpu|node|wasm|cpu] [--json] [--quiet]
+         [--memory-budget-mb MB] [--backend auto|node-gpu|node|wasm|cpu]
+         [--server HOST:PORT [--output URI]] [--json] [--quiet]
+  memometer serve [--host H] [--port P] [--data-root DIR] [--state-uri URI]
+         [--max-concurrent N] [--max-queued N] [--shutdown-grace-seconds S]
+  memometer upload --to s3://BUCKET/PREFIX [--model PATH] [--dataset PATH]
 
-Without --model/--dataset it measures the example CNN on the Fashion-MNIST subset shipped in
-examples/ (inputs scaled by 1/255).`;
+measure runs in-process on local files, or with --server on a memometer service (model and
+dataset are then s3:// URIs or paths under the server's data root; MEMOMETER_API_TOKEN is sent
+as the bearer token). Without --model/--dataset it measures the example CNN on the Fashion-MNIST
+subset shipped in examples/ (inputs scaled by 1/255). serve reads MEMOMETER_* variables (flags
+win); upload and serve read S3 settings from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+S3_ENDPOINT, S3_USE_HTTPS, AWS_REGION.`;
 
 /** Exit codes: 0 ok, 1 the measurement failed, 2 bad arguments or input. */
 const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -27,6 +42,24 @@ const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 const EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
 export const EXAMPLE_MODEL = path.join(EXAMPLES, 'fashion-cnn');
 export const EXAMPLE_DATASET = path.join(EXAMPLES, 'fashion-mnist-2k.npz');
+
+function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort(new Error('interrupted (SIGINT)')));
+  return controller.signal;
+}
+
+async function measureLocally(values: MeasureValues, options: ReturnType<typeof measureOptionsFrom>, progress?: Progress) {
+  const backend = await initBackend(values.backend ? parseBackendRequest(values.backend, '--backend') : undefined);
+  const model = await readLocalModel(values.model ?? EXAMPLE_MODEL);
+  const dataset = await readLocalDataset(values.dataset ?? EXAMPLE_DATASET);
+  let result: MeasurementResult | undefined;
+  for await (const event of measure({ model, dataset }, { ...options, signal: interruptSignal() })) {
+    progress?.show(event);
+    if (event.type === 'done') result = event.result;
+  }
+  return { backend: backend.name, ...result! };
+}
 
 async function runMeasure(args: string[]): Promise<number> {
   const { values } = parseMeasureArgs(args);
@@ -37,38 +70,86 @@ async function runMeasure(args: string[]): Promise<number> {
   const options = measureOptionsFrom(values);
   const usingExample = values.model === undefined && values.dataset === undefined;
   if (usingExample && !options.inputScaling) options.inputScaling = { scale: 1 / 255 };
-  const backend = await initBackend(values.backend ? parseBackendRequest(values.backend, '--backend') : undefined);
-  const model = await readLocalModel(values.model ?? EXAMPLE_MODEL);
-  const dataset = await readLocalDataset(values.dataset ?? EXAMPLE_DATASET);
   const progress = values.quiet ? undefined : new Progress(process.stderr);
-  const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort(new Error('interrupted (SIGINT)')));
-  let result: MeasurementResult | undefined;
-  for await (const event of measure({ model, dataset }, { ...options, signal: controller.signal })) {
-    progress?.show(event);
-    if (event.type === 'done') result = event.result;
-  }
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify({ backend: backend.name, model: values.model ?? EXAMPLE_MODEL, dataset: values.dataset ?? EXAMPLE_DATASET, ...result })}\n`);
+  let result;
+  if (values.server) {
+    if (!values.model || !values.dataset) throw new InvalidArgumentError('--model and --dataset are required with --server', '--server');
+    result = await measureRemotely({
+      server: values.server, token: process.env.MEMOMETER_API_TOKEN, modelUri: values.model, datasetUri: values.dataset,
+      outputUri: values.output, options, onEvent: (e) => progress?.show(e), signal: interruptSignal(),
+    });
   } else {
-    process.stdout.write(`${formatResult(result!)}\n`);
+    if (values.output) throw new InvalidArgumentError('needs --server (local runs print their report)', '--output');
+    result = await measureLocally(values, options, progress);
   }
+  const model = values.model ?? EXAMPLE_MODEL;
+  const dataset = values.dataset ?? EXAMPLE_DATASET;
+  process.stdout.write(values.json ? `${JSON.stringify({ model, dataset, ...result })}\n` : `${formatResult(result)}\n`);
   return EXIT.ok;
+}
+
+async function runServe(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      host: { type: 'string' }, port: { type: 'string' }, 'data-root': { type: 'string' }, 'state-uri': { type: 'string' },
+      'max-concurrent': { type: 'string' }, 'max-queued': { type: 'string' }, 'shutdown-grace-seconds': { type: 'string' },
+    },
+  });
+  const config = loadServerConfig(process.env, {
+    host: values.host, port: values.port, dataRoot: values['data-root'], stateUri: values['state-uri'],
+    maxConcurrent: values['max-concurrent'], maxQueued: values['max-queued'], shutdownGraceSeconds: values['shutdown-grace-seconds'],
+  });
+  const server = await startServer(config);
+  process.stderr.write(`memometer: serving on ${config.host}:${server.port} (backend ${server.backend.name}; data root ${config.dataRoot ?? 'none'})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => void server.shutdown().then(resolve);
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  process.stderr.write('memometer: stopped\n');
+  return EXIT.ok;
+}
+
+async function runUpload(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, strict: true, options: { to: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string' } } });
+  if (!values.to) throw new InvalidArgumentError('is required (s3://bucket/prefix)', '--to');
+  if (!values.model && !values.dataset) throw new InvalidArgumentError('give --model and/or --dataset', '--to');
+  const uris = await uploadToBucket(values.to, { model: values.model, dataset: values.dataset });
+  process.stdout.write(`${JSON.stringify(uris)}\n`);
+  return EXIT.ok;
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { measure: runMeasure, serve: runServe, upload: runUpload };
+
+/** A gRPC status from the service, as the CLI reports it. */
+function isServiceError(error: unknown): error is ServiceError {
+  return typeof (error as ServiceError)?.code === 'number' && 'details' in (error as object);
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    if (command === 'measure') return await runMeasure(rest);
+    const run = command ? COMMANDS[command] : undefined;
+    if (run) return await run(rest);
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
       process.stdout.write(`${USAGE}\n`);
       return command === undefined ? EXIT.usage : EXIT.ok;
     }
-    throw new InvalidArgumentError(`unknown command '${command}'; expected measure`, 'command');
+    throw new InvalidArgumentError(`unknown command '${command}'; expected ${Object.keys(COMMANDS).join(', ')}`, 'command');
   } catch (error) {
     if (error instanceof MemometerError) {
       process.stderr.write(`memometer: ${describeForCli(error)}\n`);
       return error.kind === 'INVALID_ARGUMENT' ? EXIT.usage : EXIT.failed;
+    }
+    if (isServiceError(error)) {
+      process.stderr.write(`memometer: ${grpcStatus[error.code]}: ${error.details}\n`);
+      return error.code === grpcStatus.INVALID_ARGUMENT ? EXIT.usage : EXIT.failed;
+    }
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`memometer: ${(error as Error).message}\n`);
+      return EXIT.usage;
     }
     process.stderr.write(`memometer: internal error: ${(error as Error).stack ?? String(error)}\n`);
     return EXIT.failed;

@@ -28,8 +28,8 @@ export const MEASURE_FLAGS = {
   std: { type: 'string' },
   'memory-budget-mb': { type: 'string' },
   backend: { type: 'string' },
+  output: { type: 'string' },
   server: { type: 'string' },
-  token: { type: 'string' },
   'fail-above': { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
@@ -64,12 +64,7 @@ export const FLAG_OF_OPTION: Record<string, string> = {
 export type MeasureValues = ReturnType<typeof parseMeasureArgs>['values'];
 
 export function parseMeasureArgs(args: string[]) {
-  try {
-    return parseArgs({ args, options: MEASURE_FLAGS, strict: true, allowPositionals: false });
-  } catch (error) {
-    // node:util names the flag in its message ("Unknown option '--x'"); keep it, drop the code.
-    throw new InvalidArgumentError((error as Error).message, 'arguments');
-  }
+  return parseArgs({ args, options: MEASURE_FLAGS, strict: true, allowPositionals: false });
 }
 
 function number(value: string | undefined, flag: string): number | undefined {

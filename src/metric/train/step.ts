@@ -1,11 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { CancelledError } from '../../errors.js';
+import { CancelledError, MemometerError } from '../../errors.js';
 import { shapeSize } from '../dataset.js';
 import { gatherRows } from './batches.js';
 
 /** Throws CancelledError when the signal fired; called between steps so nothing is half-done. */
 export function checkCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
+    // A typed reason (e.g. DeadlineExceededError from the server) is kept as it is.
+    if (signal.reason instanceof MemometerError) throw signal.reason;
     const reason = signal.reason instanceof Error ? signal.reason.message : 'the measurement was cancelled';
     throw new CancelledError(reason);
   }

@@ -1,0 +1,36 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
+import { writeModelArtifacts } from '../storage/model-reader.js';
+import { createS3Client, parseS3Uri, s3ConfigFromEnv } from '../storage/s3-config.js';
+import { S3Store } from '../storage/s3-store.js';
+import { joinKey } from '../storage/store.js';
+import { readLocalModel } from './local-files.js';
+
+/**
+ * `memometer upload`: puts a local model (checked and re-written as model.json + one shard) and a
+ * dataset (an .npz file, or a folder of IDX files) under an s3:// prefix; returns their URIs.
+ */
+export async function uploadToBucket(to: string, local: { model?: string; dataset?: string }): Promise<{ modelUri?: string; datasetUri?: string }> {
+  const { bucket, key: prefix } = parseS3Uri(to, '--to');
+  const store = new S3Store(createS3Client(s3ConfigFromEnv()), bucket);
+  const uris: { modelUri?: string; datasetUri?: string } = {};
+  if (local.model) {
+    const modelKey = joinKey(prefix, 'model');
+    await writeModelArtifacts(store, modelKey, await readLocalModel(local.model));
+    uris.modelUri = `s3://${bucket}/${modelKey}`;
+  }
+  if (local.dataset) {
+    const info = await stat(local.dataset).catch(() => {
+      throw new InvalidArgumentError(`no such file or folder: ${local.dataset}`, '--dataset');
+    });
+    const name = path.basename(path.resolve(local.dataset));
+    const files = info.isDirectory() ? (await readdir(local.dataset)).map((f) => path.join(local.dataset!, f)) : [local.dataset];
+    for (const file of files) {
+      const key = info.isDirectory() ? joinKey(prefix, name, path.basename(file)) : joinKey(prefix, name);
+      await store.put(key, new Uint8Array(await readFile(file)));
+    }
+    uris.datasetUri = `s3://${bucket}/${joinKey(prefix, name)}`;
+  }
+  return uris;
+}

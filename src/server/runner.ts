@@ -1,0 +1,116 @@
+import type { Context } from '@opentelemetry/api';
+import { DeadlineExceededError, CancelledError } from '../errors.js';
+import { measure } from '../metric/measure.js';
+import type { MeasureOptions } from '../metric/types.js';
+import {
+  MeasureMemorizationRequest,
+  type MeasureMemorizationResponse,
+  Measurement,
+  MeasurementResult,
+  MeasurementState,
+} from '../gen/memometer/v1/memometer.js';
+import { readDataset } from '../storage/dataset-reader.js';
+import { readModelArtifacts, writeModelArtifacts } from '../storage/model-reader.js';
+import { joinKey } from '../storage/store.js';
+import { MeasurementTracing, withSpan } from '../telemetry/spans.js';
+import type { ServerConfig } from './config.js';
+import { progressToProto, resultToProto } from '../api/events.js';
+import { byteLimited, checkSampleLimit } from './limits.js';
+import type { Locations } from './locations.js';
+import type { MeasurementRegistry } from './registry.js';
+import { FIELD_OF_OPTION } from '../api/request.js';
+import { reportError } from './status.js';
+
+export interface RunContext {
+  measurement: Measurement;
+  options: Partial<MeasureOptions>;
+  config: ServerConfig;
+  locations: Locations;
+  registry: MeasurementRegistry;
+  signal: AbortSignal;
+  /** The RPC span's context, captured in the handler: spans of the run are its children. */
+  traceContext: Context;
+  /** Sends a message to every stream attached to the measurement. */
+  emit(response: MeasureMemorizationResponse): void;
+}
+
+/** A CancelMeasurement that reached another replica marks the record; the runner sees it here. */
+async function cancelledElsewhere(registry: MeasurementRegistry, id: string): Promise<boolean> {
+  const stored = await registry.get(id);
+  return stored.state === MeasurementState.MEASUREMENT_STATE_CANCELLED;
+}
+
+/**
+ * Runs one admitted measurement: reads model and data, drives the engine, streams its events,
+ * writes the report (before the final event), and keeps the stored record's state current.
+ * Throws the measurement's error after recording it.
+ */
+export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
+  const { measurement: m, config, locations, registry, signal } = ctx;
+  const request = m.request!;
+  const tracing = new MeasurementTracing(ctx.traceContext, {
+    measurement_id: m.measurementId,
+    model_uri: request.modelUri,
+    dataset_uri: request.datasetUri,
+    mode: ctx.options.mode ?? 'frozen',
+    n: ctx.options.numRandomLabels,
+  });
+  m.state = MeasurementState.MEASUREMENT_STATE_RUNNING;
+  await registry.save(m);
+  try {
+    const model = locations.resolve(request.modelUri, 'model_uri');
+    const data = locations.resolve(request.datasetUri, 'dataset_uri');
+    const output = request.outputUri ? locations.resolve(request.outputUri, 'output_uri') : undefined;
+    const artifacts = await withSpan('memometer.model.download', { model_uri: model.uri }, () =>
+      readModelArtifacts(model.store, model.key), ctx.traceContext,
+    );
+    const dataset = await withSpan('memometer.dataset.download', { dataset_uri: data.uri }, () =>
+      readDataset(byteLimited(data.store, config.maxDatasetBytes, 'dataset_uri'), data.key), ctx.traceContext,
+    );
+    checkSampleLimit(dataset, ctx.options.maxSamples, config.maxSamples, 'dataset_uri');
+    let backend = '';
+    for await (const event of measure({ model: artifacts, dataset }, { ...ctx.options, memoryBudgetBytes: config.memoryBudgetBytes, signal })) {
+      tracing.onEvent(event);
+      if (event.type === 'planned') backend = event.backend;
+      if (event.type === 'epoch' && (await cancelledElsewhere(registry, m.measurementId))) {
+        throw new CancelledError('cancelled by CancelMeasurement');
+      }
+      if (event.type !== 'done') {
+        ctx.emit(progressToProto(event));
+        continue;
+      }
+      const reportKey = output ? joinKey(output.key, 'report.json') : '';
+      const modelKey = output && event.fineTunedModel ? joinKey(output.key, 'model') : '';
+      const result = resultToProto(event.result, {
+        backend,
+        reportUri: output ? output.uriOf(reportKey) : '',
+        fineTunedModelUri: output && modelKey ? output.uriOf(modelKey) : '',
+      });
+      if (output) {
+        if (event.fineTunedModel) await writeModelArtifacts(output.store, modelKey, event.fineTunedModel);
+        const report = {
+          measurementId: m.measurementId,
+          request: MeasureMemorizationRequest.toJSON(request),
+          result: MeasurementResult.toJSON(result),
+        };
+        await withSpan('memometer.report.write', { report_uri: result.reportUri }, () =>
+          output.store.put(reportKey, JSON.stringify(report, null, 2)), ctx.traceContext,
+        );
+      }
+      m.result = result;
+      m.state = MeasurementState.MEASUREMENT_STATE_SUCCEEDED;
+      await registry.save(m);
+      ctx.emit({ event: { $case: 'result', value: result } });
+    }
+    tracing.end();
+    return m;
+  } catch (error) {
+    const report = reportError(error, FIELD_OF_OPTION);
+    tracing.fail(error);
+    const cancelled = error instanceof CancelledError || error instanceof DeadlineExceededError;
+    m.state = cancelled ? MeasurementState.MEASUREMENT_STATE_CANCELLED : MeasurementState.MEASUREMENT_STATE_FAILED;
+    m.error = { code: report.codeName, message: report.message };
+    await registry.save(m).catch((e: unknown) => console.error('[memometer] could not record the failure:', e));
+    throw error;
+  }
+}

@@ -1,0 +1,58 @@
+import { realpath } from 'node:fs/promises';
+import * as path from 'node:path';
+import { PermissionDeniedError } from '../errors.js';
+import { FileStore } from './file-store.js';
+import type { ObjectStore } from './store.js';
+
+/** The real path of `target`, or of its nearest existing ancestor when it does not exist yet. */
+async function realExisting(target: string): Promise<string> {
+  try {
+    return await realpath(target);
+  } catch {
+    const parent = path.dirname(target);
+    return parent === target ? target : path.join(await realExisting(parent), path.basename(target));
+  }
+}
+
+const inside = (root: string, p: string) => p === root || p.startsWith(root + path.sep);
+
+/**
+ * A FileStore that refuses every object whose real path (symbolic links resolved) lies outside
+ * its root: what a server uses for local paths sent by remote callers.
+ */
+export class ConfinedFileStore implements ObjectStore {
+  private readonly files: FileStore;
+  private realRoot?: Promise<string>;
+
+  constructor(readonly root: string) {
+    this.files = new FileStore(root);
+  }
+
+  private async check(key: string): Promise<void> {
+    this.realRoot ??= realExisting(this.files.root);
+    const real = await realExisting(path.join(this.files.root, ...key.split('/')));
+    if (!inside(await this.realRoot, real)) {
+      throw new PermissionDeniedError('resolves outside the data root (symbolic link)', key);
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    await this.check(key);
+    return this.files.get(key);
+  }
+
+  async put(key: string, body: Uint8Array | string): Promise<void> {
+    await this.check(key);
+    return this.files.put(key, body);
+  }
+
+  async exists(key: string): Promise<boolean> {
+    await this.check(key);
+    return this.files.exists(key);
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    if (prefix) await this.check(prefix.replace(/\/+$/, ''));
+    return this.files.list(prefix);
+  }
+}
