@@ -75,7 +75,7 @@ export function denseOp(weights: tf.Tensor[], activation: unknown): StackedOp {
 export function conv2dOp(config: Config, weights: tf.Tensor[], activation: unknown): StackedOp {
   const [kh, kw, cin, cout] = weights[0]!.shape.slice(1) as [number, number, number, number];
   const g0 = weights[0]!.shape[0]!;
-  const kernel = tf.variable(weights[0]!.reshape([g0, kh * kw * cin, cout]));
+  const kernel = tf.tidy(() => tf.variable(weights[0]!.reshape([g0, kh * kw * cin, cout])));
   const bias = weights[1] ? tf.variable(weights[1]) : undefined;
   const patches = kh * kw * cin;
   const identity = tf.tidy(() =>
