@@ -10,7 +10,7 @@
  * Node process is gone, e.g. killed by a signal) do the same if `stop()` is never called.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants as fsConstants, openSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, closeSync, constants as fsConstants, openSync, readFileSync, rmSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -38,9 +38,6 @@ const PROGRAMS: Record<string, string> = {
  */
 const SWIFT_CONF_FILE = '/etc/swift/swift.conf';
 
-const SERVERS = ['account', 'container', 'object', 'proxy'] as const;
-type ServerName = (typeof SERVERS)[number];
-
 export interface S3TestServer {
   /** `http://127.0.0.1:PORT`. */
   readonly endpoint: string;
@@ -54,6 +51,8 @@ export interface S3TestServer {
   readonly dir: string;
   /** The process-group ids of the servers (memcached, account, container, object, proxy). */
   readonly pids: readonly number[];
+  /** How long start-up took, from the program check to the first successful makeBucket. */
+  readonly startupMs: number;
   /** The last lines of every server log (for failure messages). */
   logTail(lines?: number): string;
   /** Kills every server and removes the temp directory. Idempotent. */
@@ -70,6 +69,8 @@ export interface StartS3ServerOptions {
 export const S3_TEST_ACCESS_KEY = 'test:tester';
 export const S3_TEST_SECRET_KEY = 'testing';
 export const S3_TEST_REGION = 'us-east-1';
+/** The most keys one ListObjects(V2) answer of the test server holds. */
+export const S3_TEST_LIST_PAGE = 50;
 
 function missingPackagesError(missing: string[]): Error {
   const pkgs = [...new Set(missing.map((p) => PROGRAMS[p] ?? p))];
@@ -198,7 +199,7 @@ async function buildRings(ringBuilder: string, etc: string, ports: Record<'accou
   };
   const python = await shebangInterpreter(ringBuilder);
   let fastOutput = '';
-  if (python) {
+  if (python && /python[0-9.]*$/.test(path.basename(python))) {
     const { code, output } = await run(python, ['-c', RING_SCRIPT, etc, device, ...kinds.map((k) => `${k}:${ports[k]}`)], etc);
     fastOutput = output;
     if (code === 0 && (await ringsExist())) return;
@@ -241,7 +242,7 @@ function commonConf(dir: string, port: number, user: string): string {
   ].join('\n');
 }
 
-function serverConf(kind: Exclude<ServerName, 'proxy'>, dir: string, port: number, user: string): string {
+function serverConf(kind: 'account' | 'container' | 'object', dir: string, port: number, user: string): string {
   return (
     commonConf(dir, port, user) +
     ['[pipeline:main]', `pipeline = ${kind}-server`, '', `[app:${kind}-server]`, `use = egg:swift#${kind}`, ''].join('\n')
@@ -257,7 +258,9 @@ function proxyConf(dir: string, port: number, user: string, memcachedPort: numbe
     cache: ['use = egg:swift#memcache', `memcache_servers = 127.0.0.1:${memcachedPort}`],
     listing_formats: ['use = egg:swift#listing_formats'],
     bulk: ['use = egg:swift#bulk'],
-    s3api: ['use = egg:swift#s3api', `location = ${S3_TEST_REGION}`],
+    // Listings come in pages of at most 50 keys (S3's page is 1000), so that tests of listing
+    // code cover continuation without writing thousands of objects.
+    s3api: ['use = egg:swift#s3api', `location = ${S3_TEST_REGION}`, `max_bucket_listing = ${S3_TEST_LIST_PAGE}`],
     tempauth: ['use = egg:swift#tempauth', `user_test_tester = ${S3_TEST_SECRET_KEY} .admin`],
     copy: ['use = egg:swift#copy'],
     slo: ['use = egg:swift#slo'],
@@ -331,20 +334,43 @@ export async function startS3Server(options: StartS3ServerOptions = {}): Promise
   const dir = await mkdtemp(path.join(tmpdir(), 'memometer-s3-'));
   const etc = path.join(dir, 'etc');
   const logDir = path.join(dir, 'log');
+  const pgidFile = path.join(dir, 'pgids');
   const device = 'd1';
   const pgids: number[] = [];
-  const children: ChildProcess[] = [];
   const logNames: string[] = [];
-  let watchdog: ChildProcess | undefined;
+  const exited = new Map<string, string>();
   let stopped = false;
 
-  const killAllSync = (): void => {
-    for (const pgid of pgids) killGroup(pgid, 'SIGKILL');
-    if (watchdog?.pid) killGroup(watchdog.pid, 'SIGKILL');
-    if (!options.keepDir) rmSync(dir, { recursive: true, force: true });
-  };
+  // Kills the servers if this process dies without running stop() or its exit hook (SIGKILL, a
+  // crash of the runner): the detached groups would otherwise outlive it. It reads the group ids
+  // from `pgids` in the temp dir, so it covers servers started after it.
+  const watchdogScript = [
+    'parent=$1; dir=$2; keep=$3',
+    // A parent killed by a signal can stay a zombie where nothing reaps it (kill -0 succeeds on
+    // zombies): read its state from /proc where there is one.
+    'alive() {',
+    '  if [ -r "/proc/$parent/status" ]; then ! grep -q "^State:[[:space:]]*Z" "/proc/$parent/status" 2>/dev/null',
+    '  else kill -0 "$parent" 2>/dev/null; fi',
+    '}',
+    'while alive; do sleep 1; done',
+    'groups=$(cat "$dir/pgids" 2>/dev/null)',
+    'for g in $groups; do kill -TERM "-$g" 2>/dev/null; done',
+    'sleep 2',
+    'for g in $groups; do kill -KILL "-$g" 2>/dev/null; done',
+    'case "$dir" in */memometer-s3-*) [ "$keep" = 1 ] || rm -rf -- "$dir";; esac',
+  ].join('\n');
+  const watchdog = spawn('/bin/sh', ['-c', watchdogScript, 'memometer-s3-watchdog', String(process.pid), dir, options.keepDir ? '1' : '0'], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  watchdog.on('error', () => undefined); // best effort
+  watchdog.unref();
+
   const onExit = (): void => {
-    if (!stopped) killAllSync();
+    // Synchronous: runs in process.on('exit').
+    for (const pgid of pgids) killGroup(pgid, 'SIGKILL');
+    if (watchdog.pid) killGroup(watchdog.pid, 'SIGKILL');
+    if (!options.keepDir) rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', onExit);
 
@@ -356,29 +382,45 @@ export async function startS3Server(options: StartS3ServerOptions = {}): Promise
     const deadline = Date.now() + 5_000;
     while (pgids.some(groupAlive) && Date.now() < deadline) await sleep(50);
     for (const pgid of pgids) if (groupAlive(pgid)) killGroup(pgid, 'SIGKILL');
-    if (watchdog?.pid) killGroup(watchdog.pid, 'SIGKILL');
+    if (watchdog.pid) killGroup(watchdog.pid, 'SIGKILL');
     if (!options.keepDir) await rm(dir, { recursive: true, force: true });
+  };
+
+  /** Starts one server in its own process group, its stdout/stderr appended to log/NAME.log. */
+  const launch = (name: string, file: string, args: string[]): void => {
+    const fd = openSync(path.join(logDir, `${name}.log`), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(file, args, {
+        cwd: dir,
+        detached: true, // own process group: stop() kills it together with its workers
+        stdio: ['ignore', fd, fd],
+        env: { ...process.env, PYTHONUNBUFFERED: '1' },
+      });
+    } finally {
+      closeSync(fd);
+    }
+    logNames.push(name);
+    child.once('error', (e) => exited.set(name, `failed to start: ${e.message}`));
+    child.once('exit', (code, signal) => exited.set(name, `exited (code ${code}, signal ${signal})`));
+    child.unref();
+    if (child.pid) {
+      pgids.push(child.pid);
+      appendFileSync(pgidFile, `${child.pid}\n`);
+    }
   };
 
   try {
     await mkdir(etc);
     await mkdir(logDir);
     await mkdir(path.join(dir, 'srv', device), { recursive: true });
-    const [proxyPort, accountPort, containerPort, objectPort, memcachedPort] = (await freePorts(5)) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const ports: Record<ServerName, number> = {
-      proxy: proxyPort,
-      account: accountPort,
-      container: containerPort,
-      object: objectPort,
-    };
+    const [proxy, account, container, object, memcachedPort] = (await freePorts(5)) as [number, number, number, number, number];
+    const ports = { proxy, account, container, object };
     const user = userInfo().username;
 
+    // The settings this store needs. Note that Swift 2.30's servers read the hash settings and the
+    // policies from /etc/swift/swift.conf only (see SWIFT_CONF_FILE); Debian's file has the same
+    // single default policy 0, which the object ring below serves.
     await writeFile(
       path.join(etc, 'swift.conf'),
       [
@@ -392,31 +434,10 @@ export async function startS3Server(options: StartS3ServerOptions = {}): Promise
         '',
       ].join('\n'),
     );
-    await writeFile(path.join(etc, 'account-server.conf'), serverConf('account', dir, ports.account, user));
-    await writeFile(path.join(etc, 'container-server.conf'), serverConf('container', dir, ports.container, user));
-    await writeFile(path.join(etc, 'object-server.conf'), serverConf('object', dir, ports.object, user));
+    for (const kind of ['account', 'container', 'object'] as const) {
+      await writeFile(path.join(etc, `${kind}-server.conf`), serverConf(kind, dir, ports[kind], user));
+    }
     await writeFile(path.join(etc, 'proxy-server.conf'), proxyConf(dir, ports.proxy, user, memcachedPort));
-    const exited = new Map<string, string>();
-    const launch = (name: string, file: string, args: string[]): void => {
-      const fd = openSync(path.join(logDir, `${name}.log`), 'a');
-      let child: ChildProcess;
-      try {
-        child = spawn(file, args, {
-          cwd: dir,
-          detached: true, // own process group: stop() kills it with all its workers
-          stdio: ['ignore', fd, fd],
-          env: { ...process.env, PYTHONUNBUFFERED: '1' },
-        });
-      } finally {
-        closeSync(fd);
-      }
-      logNames.push(name);
-      children.push(child);
-      child.once('error', (e) => exited.set(name, `failed to start: ${e.message}`));
-      child.once('exit', (code, signal) => exited.set(name, `exited (code ${code}, signal ${signal})`));
-      child.unref();
-      if (child.pid) pgids.push(child.pid);
-    };
 
     const memcachedArgs = ['-l', '127.0.0.1', '-p', String(memcachedPort), '-U', '0', '-m', '32', '-c', '256'];
     if (process.getuid?.() === 0) memcachedArgs.push('-u', 'root'); // memcached refuses root without -u
@@ -427,23 +448,6 @@ export async function startS3Server(options: StartS3ServerOptions = {}): Promise
     }
     await buildRings(prog('swift-ring-builder'), etc, ports, device);
     launch('proxy-server', prog('swift-proxy-server'), [path.join(etc, 'proxy-server.conf'), '-v']);
-
-    // Kill the servers if this process dies without running stop() or its exit hook (SIGKILL, a
-    // crash of the runner): the detached groups would otherwise outlive it.
-    const script = [
-      'parent=$1; dir=$2; keep=$3; shift 3',
-      'while kill -0 "$parent" 2>/dev/null; do sleep 1; done',
-      'for g in "$@"; do kill -TERM -- "-$g" 2>/dev/null; done',
-      'sleep 2',
-      'for g in "$@"; do kill -KILL -- "-$g" 2>/dev/null; done',
-      'case "$dir" in */memometer-s3-*) [ "$keep" = 1 ] || rm -rf -- "$dir";; esac',
-    ].join('\n');
-    watchdog = spawn(
-      '/bin/sh',
-      ['-c', script, 'memometer-s3-watchdog', String(process.pid), dir, options.keepDir ? '1' : '0', ...pgids.map(String)],
-      { detached: true, stdio: 'ignore' },
-    );
-    watchdog.unref();
 
     const endpoint = `http://127.0.0.1:${ports.proxy}`;
     const probe = new Client({
@@ -489,6 +493,7 @@ export async function startS3Server(options: StartS3ServerOptions = {}): Promise
       secretKey: S3_TEST_SECRET_KEY,
       dir,
       pids: [...pgids],
+      startupMs: Date.now() - started,
       logTail: (lines?: number) => tailLogs(logDir, logNames, lines),
       stop,
     };
