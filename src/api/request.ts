@@ -37,6 +37,7 @@ export const FIELD_OF_OPTION: Record<string, string> = {
   'dataset.x_test': 'dataset_uri',
   'dataset.y_test': 'dataset_uri',
   model: 'model_uri',
+  memoryBudgetBytes: "the server's memory budget (MEMOMETER_MEMORY_BUDGET_BYTES)",
 };
 
 export const MODES = [[Mode.MODE_FROZEN, 'frozen'], [Mode.MODE_JOINT, 'joint']] as const;

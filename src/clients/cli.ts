@@ -1,5 +1,3 @@
-#!/usr/bin/env node
-import { realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -154,9 +152,4 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`memometer: internal error: ${(error as Error).stack ?? String(error)}\n`);
     return EXIT.failed;
   }
-}
-
-// Run only as the entry point (bin links resolve to this file), not when imported by tests.
-if (process.argv[1] && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
-  process.exitCode = await main(process.argv.slice(2));
 }

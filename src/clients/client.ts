@@ -94,12 +94,15 @@ export class MemometerClient {
     signal?: AbortSignal,
   ): Promise<MeasureOutcome> {
     let measurementId = '';
+    let result: MeasurementResult | undefined;
+    // Read to the end of the stream (its OK status), not just to the result message.
     for await (const message of this.stream(request, signal)) {
       onMessage?.(message);
       if (message.event?.$case === 'started') measurementId = message.event.value.measurementId;
-      if (message.event?.$case === 'result') return { measurementId, result: message.event.value };
+      if (message.event?.$case === 'result') result = message.event.value;
     }
-    throw new Error('the measurement stream ended without a result');
+    if (!result) throw new Error('the measurement stream ended without a result');
+    return { measurementId, result };
   }
 
   getMeasurement(measurementId: string): Promise<Measurement> {

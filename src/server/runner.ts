@@ -48,13 +48,7 @@ async function cancelledElsewhere(registry: MeasurementRegistry, id: string): Pr
 export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
   const { measurement: m, config, locations, registry, signal } = ctx;
   const request = m.request!;
-  const tracing = new MeasurementTracing(ctx.traceContext, {
-    measurement_id: m.measurementId,
-    model_uri: request.modelUri,
-    dataset_uri: request.datasetUri,
-    mode: ctx.options.mode ?? 'frozen',
-    n: ctx.options.numRandomLabels,
-  });
+  let tracing: MeasurementTracing | undefined;
   m.state = MeasurementState.MEASUREMENT_STATE_RUNNING;
   await registry.save(m);
   try {
@@ -69,6 +63,13 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
     );
     checkSampleLimit(dataset, ctx.options.maxSamples, config.maxSamples, 'dataset_uri');
     let backend = '';
+    tracing = new MeasurementTracing(ctx.traceContext, {
+      measurement_id: m.measurementId,
+      model_uri: model.uri,
+      dataset_uri: data.uri,
+      mode: ctx.options.mode ?? 'frozen',
+      n: ctx.options.numRandomLabels,
+    });
     for await (const event of measure({ model: artifacts, dataset }, { ...ctx.options, memoryBudgetBytes: config.memoryBudgetBytes, signal })) {
       tracing.onEvent(event);
       if (event.type === 'planned') backend = event.backend;
@@ -106,7 +107,7 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
     return m;
   } catch (error) {
     const report = reportError(error, FIELD_OF_OPTION);
-    tracing.fail(error);
+    tracing?.fail(error);
     const cancelled = error instanceof CancelledError || error instanceof DeadlineExceededError;
     m.state = cancelled ? MeasurementState.MEASUREMENT_STATE_CANCELLED : MeasurementState.MEASUREMENT_STATE_FAILED;
     m.error = { code: report.codeName, message: report.message };

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { UnavailableError } from '../errors.js';
 import { initBackend, type BackendChoice } from '../metric/backend/index.js';
 import { MemorizationServiceService } from '../gen/memometer/v1/memometer.js';
@@ -45,7 +45,8 @@ export async function startServer(config: ServerConfig, env: NodeJS.ProcessEnv =
   server.addService(MemorizationServiceService, service.handlers);
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
-  const definition = loadSync(path.join(PROTO_ROOT, 'memometer/v1/memometer.proto'), { includeDirs: [PROTO_ROOT] });
+  // Reflection describes both services, so grpcurl and friends can call the health check too.
+  const definition = loadSync([path.join(PROTO_ROOT, 'memometer/v1/memometer.proto'), healthProtoPath], { includeDirs: [PROTO_ROOT] });
   new ReflectionService(definition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>

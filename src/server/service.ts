@@ -41,7 +41,10 @@ function started(m: Measurement, existing: boolean): MeasureMemorizationResponse
   return { event: { $case: 'started', value: { measurementId: m.measurementId, existing, state: m.state } } };
 }
 
-/** The status a finished measurement ends its stream with (OK after SUCCEEDED). */
+/**
+ * Ends a stream with a finished measurement: its result, or its error as the status. grpc-js
+ * sends a server stream's error status only through emit('error'); destroy() sends none.
+ */
 function finish(call: Stream, m: Measurement): void {
   if (m.state === MeasurementState.MEASUREMENT_STATE_SUCCEEDED) {
     call.write({ event: { $case: 'result', value: m.result! } });
@@ -49,7 +52,7 @@ function finish(call: Stream, m: Measurement): void {
     return;
   }
   const code = status[(m.error?.code ?? 'UNKNOWN') as keyof typeof status] ?? status.UNKNOWN;
-  call.destroy(toServiceError({ code: code as status, codeName: m.error?.code ?? 'UNKNOWN', message: m.error?.message ?? '' }));
+  call.emit('error', toServiceError({ code: code as status, codeName: m.error?.code ?? 'UNKNOWN', message: m.error?.message ?? '' }));
 }
 
 function abortReason(call: Stream): MemometerError {
@@ -127,7 +130,7 @@ export class MemorizationService {
       await live.done;
       call.end();
     } catch (error) {
-      call.destroy(toServiceError(reportError(error, FIELD_OF_OPTION)));
+      call.emit('error', toServiceError(reportError(error, FIELD_OF_OPTION)));
     }
   }
 

@@ -7,7 +7,7 @@ const exec = promisify(execFile);
 /** Runs the CLI as users do, in its own process. */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await exec('npx', ['tsx', 'src/clients/cli.ts', ...args], { timeout: 120_000 });
+    const { stdout, stderr } = await exec('npx', ['tsx', 'src/clients/main.ts', ...args], { timeout: 120_000 });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };

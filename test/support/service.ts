@@ -2,7 +2,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { inject } from 'vitest';
-import { MemometerClient } from '../../src/clients/client.js';
+import { MemometerClient, type MemometerClientOptions } from '../../src/clients/client.js';
 import { loadServerConfig, type ServerConfig } from '../../src/server/config.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { createS3Client, s3ConfigFromEnv } from '../../src/storage/s3-config.js';
@@ -46,7 +46,7 @@ export interface TestService {
   server: RunningServer;
   /** A data root holding examples/ (fashion-cnn, fashion-mnist-2k.npz). */
   dataRoot: string;
-  client(token?: string): MemometerClient;
+  client(options?: Partial<MemometerClientOptions> | string): MemometerClient;
   stop(): Promise<void>;
 }
 
@@ -63,8 +63,9 @@ export async function startTestService(settings: Record<string, string> = {}, en
     config,
     server,
     dataRoot,
-    client: (token?: string) => {
-      const client = new MemometerClient({ address, token, retries: 0 });
+    client: (options = {}) => {
+      const given = typeof options === 'string' ? { token: options } : options;
+      const client = new MemometerClient({ address, retries: 0, ...given });
       clients.push(client);
       return client;
     },
