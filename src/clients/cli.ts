@@ -22,7 +22,7 @@ const USAGE = `usage:
          [--seed S[,S...]] [--max-samples M] [--held-out-fraction F]
          [--scale X] [--offset X] [--mean M[,M...]] [--std S[,S...]]
          [--memory-budget-mb MB] [--backend auto|node-gpu|node|wasm|cpu]
-         [--server HOST:PORT [--output URI]] [--json] [--quiet]
+         [--server HOST:PORT [--output URI]] [--fail-above SCORE] [--json] [--quiet]
   memometer serve [--host H] [--port P] [--data-root DIR] [--state-uri URI]
          [--max-concurrent N] [--max-queued N] [--shutdown-grace-seconds S]
   memometer upload --to s3://BUCKET/PREFIX [--model PATH] [--dataset PATH]
@@ -30,12 +30,20 @@ const USAGE = `usage:
 measure runs in-process on local files, or with --server on a memometer service (model and
 dataset are then s3:// URIs or paths under the server's data root; MEMOMETER_API_TOKEN is sent
 as the bearer token). Without --model/--dataset it measures the example CNN on the Fashion-MNIST
-subset shipped in examples/ (inputs scaled by 1/255). serve reads MEMOMETER_* variables (flags
+subset shipped in examples/ (inputs scaled by 1/255). --fail-above makes it a pipeline gate:
+exit 3 when the chance-corrected memorization score at any depth exceeds SCORE. serve reads MEMOMETER_* variables (flags
 win); upload and serve read S3 settings from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 S3_ENDPOINT, S3_USE_HTTPS, AWS_REGION.`;
 
-/** Exit codes: 0 ok, 1 the measurement failed, 2 bad arguments or input. */
-const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/** Exit codes: 0 ok, 1 the measurement failed, 2 bad arguments or input, 3 the --fail-above gate. */
+const EXIT = { ok: 0, failed: 1, usage: 2, gate: 3 } as const;
+
+/** The pipeline gate: depths whose chance-corrected score exceeds the limit. */
+function gateFailures(result: Pick<MeasurementResult, 'depths'>, limit: number): string[] {
+  return result.depths
+    .filter((d) => d.memorizationScore > limit)
+    .map((d) => `memorization score ${d.memorizationScore.toFixed(4)} at copy depth ${d.copyDepth} exceeds --fail-above ${limit}`);
+}
 
 const EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
 export const EXAMPLE_MODEL = path.join(EXAMPLES, 'fashion-cnn');
@@ -66,6 +74,10 @@ async function runMeasure(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const options = measureOptionsFrom(values);
+  const failAbove = values['fail-above'] === undefined ? undefined : Number(values['fail-above']);
+  if (failAbove !== undefined && !(failAbove >= 0 && failAbove <= 1)) {
+    throw new InvalidArgumentError(`expects a score in [0, 1], got '${values['fail-above']}'`, '--fail-above');
+  }
   const usingExample = values.model === undefined && values.dataset === undefined;
   if (usingExample && !options.inputScaling) options.inputScaling = { scale: 1 / 255 };
   const progress = values.quiet ? undefined : new Progress(process.stderr);
@@ -83,7 +95,9 @@ async function runMeasure(args: string[]): Promise<number> {
   const model = values.model ?? EXAMPLE_MODEL;
   const dataset = values.dataset ?? EXAMPLE_DATASET;
   process.stdout.write(values.json ? `${JSON.stringify({ model, dataset, ...result })}\n` : `${formatResult(result)}\n`);
-  return EXIT.ok;
+  const failures = failAbove === undefined ? [] : gateFailures(result, failAbove);
+  failures.forEach((line) => process.stderr.write(`memometer: ${line}\n`));
+  return failures.length ? EXIT.gate : EXIT.ok;
 }
 
 async function runServe(args: string[]): Promise<number> {

@@ -44,6 +44,17 @@ describe('memometer measure (local)', () => {
     expect(stderr).toMatch(message);
   });
 
+  it('is a pipeline gate: --fail-above passes under the limit and exits 3 naming the depth above it', async () => {
+    const args = ['measure', '--depth', '1,2', '--epochs', '2', '--quiet'];
+    const pass = await cli(...args, '--fail-above', '0.99');
+    expect(pass.code).toBe(0);
+    const fail = await cli(...args, '--fail-above', '0', '--json');
+    expect(fail.code).toBe(3);
+    expect(fail.stderr).toMatch(/memorization score 0\.\d+ at copy depth 2 exceeds --fail-above 0/);
+    expect(JSON.parse(fail.stdout).depths).toHaveLength(2);
+    expect((await cli(...args, '--fail-above', 'high')).code).toBe(2);
+  });
+
   it('exits 1 with a clear message for a missing model', async () => {
     const { code, stderr } = await cli('measure', '--model', 'no/such/model', '--dataset', 'examples/fashion-mnist-2k.npz');
     expect(code).toBe(1);

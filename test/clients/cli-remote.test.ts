@@ -1,0 +1,57 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3Env, s3Store, startTestService, type TestService } from '../support/service.js';
+
+const exec = promisify(execFile);
+let service: TestService;
+
+beforeAll(async () => {
+  await s3Store('cli').client.makeBucket('cli');
+  service = await startTestService();
+});
+afterAll(() => service?.stop());
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('npx', ['tsx', 'src/clients/main.ts', ...args], {
+      timeout: 120_000,
+      env: { ...process.env, ...s3Env() },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('memometer upload and measure --server', () => {
+  it('uploads the example to a bucket, measures it through the service, and prints the same JSON as a local run', async () => {
+    const upload = await cli('upload', '--to', 's3://cli/run1', '--model', 'examples/fashion-cnn', '--dataset', 'examples/fashion-mnist-2k.npz');
+    expect(upload.code).toBe(0);
+    const uris = JSON.parse(upload.stdout);
+    expect(uris).toEqual({ modelUri: 's3://cli/run1/model', datasetUri: 's3://cli/run1/fashion-mnist-2k.npz' });
+
+    const common = ['--depth', '1,2', '--epochs', '2', '--scale', String(1 / 255), '--json', '--quiet'];
+    const remote = await cli('measure', '--server', service.address, '--model', uris.modelUri, '--dataset', uris.datasetUri, '--output', 's3://cli/run1/out', ...common);
+    expect(remote.code).toBe(0);
+    const report = JSON.parse(remote.stdout);
+    expect(report.depths.map((d: { copyDepth: number }) => d.copyDepth)).toEqual([1, 2]);
+    expect(report.reportUri).toBe('s3://cli/run1/out/report.json');
+    expect(await s3Store('cli').exists('run1/out/report.json')).toBe(true);
+
+    const local = await cli('measure', '--model', 'examples/fashion-cnn', '--dataset', 'examples/fashion-mnist-2k.npz', ...common);
+    const localReport = JSON.parse(local.stdout);
+    // Same keys, per depth and at the top (the remote report adds where the service wrote things).
+    expect(Object.keys(report.depths[0]).sort()).toEqual(Object.keys(localReport.depths[0]).sort());
+    for (const key of Object.keys(localReport)) expect(report).toHaveProperty(key);
+    // Same seed, same data, same backend: the same scores.
+    expect(report.depths[1].randomLabelAccuracy).toBe(localReport.depths[1].randomLabelAccuracy);
+  });
+
+  it('reports the service\'s status and exits 2 for a bad request', async () => {
+    const { code, stderr } = await cli('measure', '--server', service.address, '--model', 'examples/fashion-cnn', '--dataset', 'examples/fashion-mnist-2k.npz', '--depth', '99');
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/memometer: INVALID_ARGUMENT: copy_depths: copy depth 99 is not a valid cut/);
+  });
+});
