@@ -45,11 +45,11 @@ describe('Go client (memometer-measure)', () => {
     expect(code).toBe(0);
     const lines = stdout.trim().split('\n');
     expect(lines).toHaveLength(2);
-    for (const [i, depth] of [1, 2].entries()) {
+    for (const [i, line] of lines.entries()) {
       const match = new RegExp(
-        `^depth ${depth} random_label_accuracy=${NUMBER} chance=${NUMBER} memorization_score=(-?\\d+\\.\\d+) held_out=${NUMBER}$`,
-      ).exec(lines[i]);
-      expect(match, lines[i]).not.toBeNull();
+        `^depth ${i + 1} random_label_accuracy=${NUMBER} chance=${NUMBER} memorization_score=(-?\\d+\\.\\d+) held_out=${NUMBER}$`,
+      ).exec(line);
+      expect(match, line).not.toBeNull();
       const [accuracy, chance, , heldOut] = match!.slice(1).map(Number);
       expect(chance).toBeCloseTo(0.1, 4);
       expect(accuracy).toBeGreaterThanOrEqual(0);

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { InvalidArgumentError } from '../../src/errors.js';
 import { isGzip, parseIdx } from '../../src/storage/formats/idx.js';
+import { caught } from '../support/errors.js';
 
 /** A hand-built IDX file: magic 00 00 <code> <ndim>, big-endian dims, then `data` (already big-endian). */
 function idx(code: number, shape: number[], data: Uint8Array): Uint8Array {
@@ -25,14 +26,6 @@ function be(values: number[], size: number, set: (v: DataView, o: number, x: num
   return out;
 }
 
-function caught(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected an error');
-}
 
 const IMAGES = idx(0x08, [3, 2, 2], new Uint8Array([0, 1, 2, 3, 10, 11, 12, 13, 250, 251, 252, 255]));
 const LABELS = idx(0x08, [3], new Uint8Array([9, 0, 4]));

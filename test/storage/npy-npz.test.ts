@@ -10,6 +10,7 @@ import type { NumericArray } from '../../src/metric/dataset.js';
 import { FileStore } from '../../src/storage/file-store.js';
 import { encodeNpy, fortranToC, parseNpy, parseNpyHeader } from '../../src/storage/formats/npy.js';
 import { crc32, encodeNpz, listZipEntries, parseNpz } from '../../src/storage/formats/npz.js';
+import { caught } from '../support/errors.js';
 
 // Files written by numpy 2.4.6 (np.save / np.savez / np.savez_compressed), embedded so the tests
 // check a foreign writer without needing Python. numpy forces ZIP64 extra fields into every local
@@ -40,15 +41,6 @@ function npyWithHeader(dict: string, data: Uint8Array, major = 1): Uint8Array {
   return out;
 }
 
-/** Catches the error `fn` throws. */
-function caught(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected an error');
-}
 
 const SAMPLES: [string, NumericArray][] = [
   ['float32', { data: new Float32Array([1.5, -2, 3.25, 1e30, -0, 7]), shape: [2, 3] }],
