@@ -34,10 +34,20 @@ export interface RunContext {
   emit(response: MeasureMemorizationResponse): void;
 }
 
-/** A CancelMeasurement that reached another replica marks the record; the runner sees it here. */
-async function cancelledElsewhere(registry: MeasurementRegistry, id: string): Promise<boolean> {
-  const stored = await registry.get(id);
-  return stored.state === MeasurementState.MEASUREMENT_STATE_CANCELLED;
+/** How often a run looks at its stored record for a cancel that reached another replica. */
+const REMOTE_CANCEL_CHECK_MS = 2000;
+
+/**
+ * A CancelMeasurement that reached another replica marks the stored record; the runner looks
+ * at it between epochs, at most every REMOTE_CANCEL_CHECK_MS (a storage read each time).
+ */
+function remoteCancelWatch(registry: MeasurementRegistry, id: string): () => Promise<boolean> {
+  let next = Date.now() + REMOTE_CANCEL_CHECK_MS;
+  return async () => {
+    if (Date.now() < next) return false;
+    next = Date.now() + REMOTE_CANCEL_CHECK_MS;
+    return (await registry.get(id)).state === MeasurementState.MEASUREMENT_STATE_CANCELLED;
+  };
 }
 
 /**
@@ -63,6 +73,7 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
     );
     checkSampleLimit(dataset, ctx.options.maxSamples, config.maxSamples, 'dataset_uri');
     let backend = '';
+    const cancelledElsewhere = remoteCancelWatch(registry, m.measurementId);
     tracing = new MeasurementTracing(ctx.traceContext, {
       measurement_id: m.measurementId,
       model_uri: model.uri,
@@ -73,7 +84,7 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
     for await (const event of measure({ model: artifacts, dataset }, { ...ctx.options, memoryBudgetBytes: config.memoryBudgetBytes, signal })) {
       tracing.onEvent(event);
       if (event.type === 'planned') backend = event.backend;
-      if (event.type === 'epoch' && (await cancelledElsewhere(registry, m.measurementId))) {
+      if (event.type === 'epoch' && (await cancelledElsewhere())) {
         throw new CancelledError('cancelled by CancelMeasurement');
       }
       if (event.type !== 'done') {

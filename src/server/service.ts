@@ -100,7 +100,15 @@ export class MemorizationService {
       const controller = new AbortController();
       const slot = this.deps.admission.enter(controller.signal);
       slot.catch(() => undefined); // awaited below; a refusal while queued is handled there
-      const m = await this.deps.registry.create(request);
+      let m: Measurement;
+      try {
+        m = await this.deps.registry.create(request);
+      } catch (error) {
+        // No record, no run: give the slot (or the place in the queue) back.
+        controller.abort();
+        void slot.then((release) => release(), () => undefined);
+        throw error;
+      }
       const live: LiveRun = { controller, listeners: new Set([(r) => call.write(r)]), done: Promise.resolve(m) };
       call.on('cancelled', () => controller.abort(abortReason(call)));
       call.write(started(m, false));

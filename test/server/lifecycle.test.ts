@@ -7,7 +7,7 @@ import type { MemometerClient } from '../../src/clients/client.js';
 import { MeasurementState, type MeasureMemorizationRequest } from '../../src/gen/memometer/v1/memometer.js';
 import { SERVICE_NAME } from '../../src/server/server.js';
 import { healthCheck, reflectedServices } from '../support/grpc-probes.js';
-import { startTestService, type TestService } from '../support/service.js';
+import { s3Store, startTestService, type TestService } from '../support/service.js';
 
 let service: TestService;
 beforeAll(async () => {
@@ -96,6 +96,23 @@ describe('cancellation, deadlines and limits', () => {
     expect(await outcome).toMatchObject({ code: status.CANCELLED, details: 'cancelled by CancelMeasurement' });
     // A finished measurement is returned unchanged.
     expect((await client.cancelMeasurement(id)).state).toBe(MeasurementState.MEASUREMENT_STATE_CANCELLED);
+  });
+});
+
+describe('replicas', () => {
+  it('CancelMeasurement sent to another replica stops the run on the replica that owns it', async () => {
+    await s3Store('lifecycle').client.makeBucket('lifecycle');
+    const owner = await startTestService({ stateUri: 's3://lifecycle/state' });
+    const other = await startTestService({ stateUri: 's3://lifecycle/state' });
+    try {
+      const { running, outcome } = startLong(owner.client());
+      const id = await running;
+      expect((await other.client().cancelMeasurement(id)).state).toBe(MeasurementState.MEASUREMENT_STATE_CANCELLED);
+      expect(await outcome).toMatchObject({ code: status.CANCELLED, details: 'cancelled by CancelMeasurement' });
+    } finally {
+      await other.stop();
+      await owner.stop();
+    }
   });
 });
 
