@@ -9,7 +9,7 @@ import {
 } from '../gen/memometer/v1/memometer.js';
 
 export interface MemometerClientOptions {
-  /** host:port of the service. */
+  /** host:port of the service, or dns:///name:port to balance over every replica behind a headless Service. */
   address: string;
   /** Bearer token, when the service requires one. */
   token?: string;
@@ -41,7 +41,11 @@ export class MemometerClient {
   private readonly stub: InstanceType<typeof MemorizationServiceClient>;
 
   constructor(private readonly options: MemometerClientOptions) {
-    this.stub = new MemorizationServiceClient(options.address, options.credentials ?? grpc.credentials.createInsecure());
+    // round_robin over every address the target resolves to: with a headless Service and a
+    // dns:/// target, one client spreads its measurements over all replicas.
+    this.stub = new MemorizationServiceClient(options.address, options.credentials ?? grpc.credentials.createInsecure(), {
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+    });
   }
 
   private metadata(): grpc.Metadata {

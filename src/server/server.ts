@@ -41,7 +41,9 @@ export async function startServer(config: ServerConfig, env: NodeJS.ProcessEnv =
     registry: new MeasurementRegistry(locations.stateStore(defaultStateUri(config))),
     admission: new Admission(config.maxConcurrent, config.maxQueued),
   });
-  const server = new grpc.Server();
+  // Connections are recycled every few minutes (streams in flight finish undisturbed), so
+  // clients balancing over a headless Service notice replicas added by the autoscaler.
+  const server = new grpc.Server({ 'grpc.max_connection_age_ms': 5 * 60_000 });
   server.addService(MemorizationServiceService, service.handlers);
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
