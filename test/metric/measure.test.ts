@@ -66,6 +66,18 @@ describe('the metric on real data (Fashion-MNIST subset, example CNN)', () => {
     expect(regularised.classTrainAccuracy).toBeGreaterThan(0.85);
   });
 
+  it('joint mode fine-tunes the given weights, or starts from fresh ones, and returns the tuned model', async () => {
+    const options = { mode: 'joint' as const, copyDepths: [1], epochs: 1, ...SCALE_255 };
+    const tuned = await run(cnn, options);
+    const fresh = await run(cnn, { ...options, reinitialize: true });
+    // The example CNN is already trained (93% train accuracy); one epoch from scratch is far below.
+    expect(tuned.result.depths[0]!.classTrainAccuracy).toBeGreaterThan(0.85);
+    expect(fresh.result.depths[0]!.classTrainAccuracy).toBeLessThan(0.75);
+    const done = tuned.events.at(-1)!;
+    const model = done.type === 'done' ? done.fineTunedModel : undefined;
+    expect(model?.weightSpecs?.map((w) => w.name)).toEqual(cnn.model.weightSpecs?.map((w) => w.name));
+  });
+
   it('weight decay on the heads lowers random-label accuracy', async () => {
     const options = { copyDepths: [2], epochs: 8, ...SCALE_255 };
     const plain = (await run(cnn, options)).result.depths[0]!;

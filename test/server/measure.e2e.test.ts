@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MeasureMemorizationResponse } from '../../src/gen/memometer/v1/memometer.js';
 import { MeasurementState, Mode } from '../../src/gen/memometer/v1/memometer.js';
+import { readModelArtifacts } from '../../src/storage/model-reader.js';
 import { exampleBucket, startTestService, type TestService } from '../support/service.js';
 
 let service: TestService;
@@ -58,6 +59,14 @@ describe('MeasureMemorization end to end (real S3 server, real gRPC server on 12
     const stored = await client.getMeasurement(id);
     expect(stored.state).toBe(MeasurementState.MEASUREMENT_STATE_SUCCEEDED);
     expect(stored.result).toEqual(result);
+  });
+
+  it('joint mode writes the fine-tuned model next to the report', async () => {
+    const { result } = await service.client().measure({ ...request(), outputUri: 's3://e2e/runs/joint', mode: Mode.MODE_JOINT, copyDepths: [1], epochs: 1 });
+    expect(result.fineTunedModelUri).toBe('s3://e2e/runs/joint/model');
+    const artifacts = await readModelArtifacts(bucket.store, 'runs/joint/model');
+    expect(artifacts.weightSpecs?.length).toBeGreaterThan(0);
+    expect(await bucket.store.exists('runs/joint/report.json')).toBe(true);
   });
 
   it('answers a retry with the same request_id with the existing measurement, without running again', async () => {
