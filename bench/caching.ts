@@ -9,12 +9,12 @@ import { cutModel, type Cut } from '../src/metric/model/cut.js';
 import type { Split } from '../src/metric/prepare.js';
 import { randomLabels, Stream } from '../src/metric/random.js';
 import { GroupedBatches, gatherValues } from '../src/metric/train/batches.js';
-import { trainHeadsFrozen, type HeadTraining } from '../src/metric/train/frozen.js';
+import { headsStep, trainHeadsFrozen, type HeadTraining } from '../src/metric/train/frozen.js';
 import { createOptimizer } from '../src/metric/train/optimizer.js';
 import { groupedTensor, yieldToEventLoop } from '../src/metric/train/step.js';
 import { extractFeatures, Trunk, type ExtractedFeatures } from '../src/metric/train/trunk.js';
 import {
-  cyclicLabels, drain, headsStep, median, num, printTable, seededFloats, settle, timeMs, useBackend, verdict, type Section,
+  cyclicLabels, drain, median, num, printTable, seededFloats, settle, timeMs, useBackend, verdict, type Section,
 } from './util.js';
 
 const EPOCHS = 5;
@@ -77,7 +77,7 @@ async function recomputed(s: Setup): Promise<void> {
           const f = s.trunk.run(x.reshape([groups * k, ...s.split.sampleShape]), false).features[0]!;
           const features = f.reshape([groups, k, ...f.shape.slice(1)]);
           const r = tf.tensor(gatherValues(s.labels, batch.index), [groups, k], 'int32');
-          return headsStep(heads, optimizer, features, r, tf.tensor(batch.mask, [groups, k]));
+          return headsStep(heads, optimizer, features, r, tf.tensor(batch.mask, [groups, k]), 0);
         });
         await settle(step);
         await yieldToEventLoop();

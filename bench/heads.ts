@@ -9,11 +9,12 @@ import { copyLayer } from '../src/metric/model/copy.js';
 import { cutModel, type Cut } from '../src/metric/model/cut.js';
 import { randomLabels, Stream } from '../src/metric/random.js';
 import { GroupedBatches, gatherRows, gatherValues, type GroupedBatch } from '../src/metric/train/batches.js';
+import { headsStep } from '../src/metric/train/frozen.js';
 import { correctCount, randomLabelLoss } from '../src/metric/train/losses.js';
 import { createOptimizer } from '../src/metric/train/optimizer.js';
 import { groupedTensor } from '../src/metric/train/step.js';
 import {
-  cyclicLabels, headsStep, median, num, printTable, ratio, seededFloats, settle, timeMs, useBackend, verdict, type Section,
+  cyclicLabels, median, num, printTable, ratio, seededFloats, settle, timeMs, useBackend, verdict, type Section,
 } from './util.js';
 
 const FEATURES = 512;
@@ -78,6 +79,7 @@ async function compare(classes: number, k: number): Promise<string[]> {
           groupedTensor(data.values, [FEATURES], batch.index, classes),
           tf.tensor(gatherValues(data.labels, batch.index), [classes, k], 'int32'),
           tf.tensor(batch.mask, [classes, k]),
+          0,
         ),
       ),
     );

@@ -1,9 +1,6 @@
 /** Shared helpers of the benchmark sections: timing, statistics, tables, seeded data, backends. */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/metric/backend/index.js';
-import type { Heads } from '../src/metric/heads/heads.js';
-import { correctCount, randomLabelLoss } from '../src/metric/train/losses.js';
-import { applyGradients } from '../src/metric/train/optimizer.js';
 
 export interface Section {
   name: string;
@@ -85,30 +82,6 @@ export async function drain<T, R>(run: AsyncGenerator<T, R>, onValue?: (value: T
     if (step.done) return step.value;
     onValue?.(step.value);
   }
-}
-
-/**
- * One training step of stacked heads on grouped features [G, k, ...], the same computation as
- * the engine's frozen step (L_rnd, hits counted inside the gradient scope). Returns the loss
- * and the hit count; the caller reads and disposes them.
- */
-export function headsStep(
-  heads: Heads,
-  optimizer: tf.Optimizer,
-  x: tf.Tensor,
-  labels: tf.Tensor,
-  mask: tf.Tensor,
-): [tf.Scalar, tf.Scalar] {
-  return tf.tidy(() => {
-    let hits: tf.Scalar | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      const logits = heads.apply(x, true);
-      hits = tf.keep(correctCount(logits, labels, mask));
-      return randomLabelLoss(logits, labels, mask);
-    }, heads.trainable);
-    applyGradients(optimizer, grads, heads.trainable, 0);
-    return [value, hits!];
-  });
 }
 
 /** Waits for (and frees) tensors a step returned: on wasm this is where the step's work ends. */

@@ -1,9 +1,7 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
 import { s3Env, s3Store, startTestService, type TestService } from '../support/service.js';
 
-const exec = promisify(execFile);
 let service: TestService;
 
 beforeAll(async () => {
@@ -12,18 +10,7 @@ beforeAll(async () => {
 });
 afterAll(() => service?.stop());
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('npx', ['tsx', 'src/clients/main.ts', ...args], {
-      timeout: 120_000,
-      env: { ...process.env, ...s3Env() },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (...args: string[]) => runCli(args, s3Env());
 
 describe('memometer upload and measure --server', () => {
   it('uploads the example to a bucket, measures it through the service, and prints the same JSON as a local run', async () => {

@@ -26,6 +26,17 @@ function activationOf(name: unknown): ((x: tf.Tensor) => tf.Tensor) | undefined 
   return (x) => layer.apply(x) as tf.Tensor;
 }
 
+/** The tail of a stacked Dense/Conv2D: per-head bias on [G, rows, out], reshape, activation. */
+function biasAndActivate(
+  y: tf.Tensor,
+  bias: tf.Variable | undefined,
+  act: ((x: tf.Tensor) => tf.Tensor) | undefined,
+  shape: number[],
+): tf.Tensor {
+  const out = (bias ? y.add(bias.expandDims(1)) : y).reshape(shape);
+  return act ? act(out) : out;
+}
+
 /** Moves the head axis into the batch axis, runs `f`, and splits it out again. */
 function perSample(x: tf.Tensor, f: (merged: tf.Tensor) => tf.Tensor): tf.Tensor {
   const [g, k] = x.shape as [number, number];
@@ -58,10 +69,8 @@ export function denseOp(weights: tf.Tensor[], activation: unknown): StackedOp {
     apply([x]) {
       const [g, k] = x!.shape as [number, number];
       const inner = x!.shape.slice(2, -1);
-      let y = tf.matMul(x!.reshape([g, -1, kernel.shape[1]!]), kernel);
-      if (bias) y = y.add(bias.expandDims(1));
-      y = y.reshape([g, k, ...inner, kernel.shape[2]!]);
-      return act ? act(y) : y;
+      const y = tf.matMul(x!.reshape([g, -1, kernel.shape[1]!]), kernel);
+      return biasAndActivate(y, bias, act, [g, k, ...inner, kernel.shape[2]!]);
     },
     dispose: disposer(kernel, bias),
   };
@@ -94,10 +103,8 @@ export function conv2dOp(config: Config, weights: tf.Tensor[], activation: unkno
         tf.conv2d(m as tf.Tensor4D, identity as tf.Tensor4D, strides, pad, 'NHWC', dilations),
       );
       const [ho, wo] = cols.shape.slice(2, 4) as [number, number];
-      let y = tf.matMul(cols.reshape([g, k * ho * wo, patches]), kernel);
-      if (bias) y = y.add(bias.expandDims(1));
-      y = y.reshape([g, k, ho, wo, cout]);
-      return act ? act(y) : y;
+      const y = tf.matMul(cols.reshape([g, k * ho * wo, patches]), kernel);
+      return biasAndActivate(y, bias, act, [g, k, ho, wo, cout]);
     },
     dispose: disposer(kernel, bias, identity),
   };

@@ -28,6 +28,48 @@ export interface HeadTraining {
   signal?: AbortSignal;
 }
 
+/**
+ * One optimisation step of the heads on L_rnd (only their variables are differentiated).
+ * Returns the loss and the number of correct random labels; call inside tf.tidy.
+ */
+export function headsStep(
+  heads: Heads,
+  optimizer: tf.Optimizer,
+  x: tf.Tensor,
+  labels: tf.Tensor,
+  mask: tf.Tensor,
+  weightDecay: number,
+): [tf.Scalar, tf.Scalar] {
+  let hits: tf.Scalar | undefined;
+  const { value, grads } = tf.variableGrads(() => {
+    const logits = heads.apply(x, true);
+    hits = tf.keep(correctCount(logits, labels, mask));
+    return randomLabelLoss(logits, labels, mask);
+  }, heads.trainable);
+  applyGradients(optimizer, grads, heads.trainable, weightDecay);
+  return [value, hits!];
+}
+
+/** The event that closes an epoch: what every training loop reports, plus its own scores. */
+export function epochEvent(
+  training: HeadTraining,
+  copyDepth: number,
+  epoch: number,
+  samples: number,
+  seconds: number,
+  scores: Pick<EpochEvent, 'randomLabelAccuracy' | 'classAccuracy' | 'losses'>,
+): EpochEvent {
+  return {
+    type: 'epoch',
+    seed: training.seed,
+    copyDepth,
+    epoch: epoch + 1,
+    epochs: training.epochs,
+    ...scores,
+    samplesPerSecond: samples / seconds,
+  };
+}
+
 /** Random-label accuracy of `heads` on `features`, inference mode. */
 export async function evaluateHeads(heads: Heads, features: Features, groups: number, perGroup: number): Promise<number> {
   const tally = new Tally();
@@ -65,34 +107,25 @@ export async function* trainHeadsFrozen(
       const started = performance.now();
       for (const batch of batches.epoch({ seed: training.seed, round: epoch })) {
         checkCancelled(training.signal);
-        const [loss, correct] = tf.tidy(() => {
-          const x = groupedTensor(features.values, features.sampleShape, batch.index, groups);
-          const r = tf.tensor(gatherValues(features.labels, batch.index), [groups, k], 'int32');
-          const mask = tf.tensor(batch.mask, [groups, k]);
-          let hits: tf.Scalar | undefined;
-          const { value, grads } = tf.variableGrads(() => {
-            const logits = heads.apply(x, true);
-            hits = tf.keep(correctCount(logits, r, mask));
-            return randomLabelLoss(logits, r, mask);
-          }, heads.trainable);
-          applyGradients(optimizer, grads, heads.trainable, training.weightDecay);
-          return [value, hits!];
-        });
+        const [loss, correct] = tf.tidy(() =>
+          headsStep(
+            heads,
+            optimizer,
+            groupedTensor(features.values, features.sampleShape, batch.index, groups),
+            tf.tensor(gatherValues(features.labels, batch.index), [groups, k], 'int32'),
+            tf.tensor(batch.mask, [groups, k]),
+            training.weightDecay,
+          ),
+        );
         const [lossValue, hitValue] = [(await loss.data())[0]!, (await correct.data())[0]!];
         tf.dispose([loss, correct]);
         tally.add(batch.real, { loss: lossValue * batch.real, correct: hitValue });
         await yieldToEventLoop();
       }
-      yield {
-        type: 'epoch',
-        seed: training.seed,
-        copyDepth: cut.depth,
-        epoch: epoch + 1,
-        epochs: training.epochs,
+      yield epochEvent(training, cut.depth, epoch, tally.samples, (performance.now() - started) / 1000, {
         randomLabelAccuracy: tally.mean('correct'),
         losses: { randomLabel: tally.mean('loss') },
-        samplesPerSecond: tally.samples / ((performance.now() - started) / 1000),
-      };
+      });
     }
     finished = true;
     return heads;

@@ -4,7 +4,7 @@ import type { Split } from '../prepare.js';
 import { Tally } from '../score.js';
 import type { EpochEvent } from '../types.js';
 import { GroupedBatches, gatherRows, gatherValues } from './batches.js';
-import type { HeadTraining } from './frozen.js';
+import { epochEvent, type HeadTraining } from './frozen.js';
 import { classLoss, correctCount, forgetLoss, randomLabelLoss } from './losses.js';
 import { applyGradients, createOptimizer } from './optimizer.js';
 import { checkCancelled, yieldToEventLoop } from './step.js';
@@ -94,15 +94,10 @@ export async function* trainJoint(
         tally.add(batch.real, entry);
         await yieldToEventLoop();
       }
-      const samplesPerSecond = tally.samples / ((performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
       for (const [d, cut] of trunk.cuts.entries()) {
         const [loss, correct, forget] = perDepthKeys(d);
-        yield {
-          type: 'epoch',
-          seed: training.seed,
-          copyDepth: cut.depth,
-          epoch: epoch + 1,
-          epochs: training.epochs,
+        yield epochEvent(training, cut.depth, epoch, tally.samples, seconds, {
           randomLabelAccuracy: tally.mean(correct!),
           classAccuracy: tally.mean('classCorrect'),
           losses: {
@@ -110,8 +105,7 @@ export async function* trainJoint(
             classification: tally.mean('classLoss'),
             ...(training.lambda > 0 ? { forget: tally.mean(forget!) } : {}),
           },
-          samplesPerSecond,
-        };
+        });
       }
     }
     finished = true;
