@@ -44,11 +44,11 @@ describe('cuts', () => {
     expect(() => cutModel(model, 9)).toThrow(/the model has 5 layers; valid depths: 1-2, 4-5/);
   });
 
-  it('need a Dense or Conv2D layer in the top to resize', () => {
+  it('need a layer in the top whose outputs can be resized to n', () => {
     const model = tf.sequential({
       layers: [tf.layers.dense({ inputShape: [4], units: 3 }), tf.layers.activation({ activation: 'softmax' })],
     });
-    expect(() => cutModel(model, 1)).toThrow(/the top has no Dense or Conv2D layer to resize/);
+    expect(() => cutModel(model, 1)).toThrow(/the top has no layer whose outputs can be resized to n random labels \(Dense, Conv1D, Conv2D/);
     expect(validCutDepths(model)).toEqual([2]);
   });
 });

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors.js';
+import { registerDilatedConvGradients } from './dilated-gradients.js';
 import { registerWasmGradientKernels } from './wasm-gradients.js';
 
 /** Backends in order of preference. `node-gpu` and `node` are libtensorflow bindings. */
@@ -60,6 +61,7 @@ async function activate(name: BackendName): Promise<void> {
     throw new Error(`TF.js could not initialise backend '${candidate.tfName}'`);
   }
   await tf.ready();
+  registerDilatedConvGradients();
 }
 
 function describe(error: unknown): string {

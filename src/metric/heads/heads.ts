@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { InvalidArgumentError } from '../../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, MemometerError } from '../../errors.js';
 import type { Cut } from '../model/cut.js';
 import { copyLayer } from '../model/copy.js';
 import { hash32, Stream } from '../random.js';
-import { batchNormOp, conv2dOp, denseOp, parameterFreeOp, type StackedOp } from './stacked-layers.js';
+import { parameterFreeOp, perHeadOp, STACKED_LAYERS, type StackedOp } from './stacked-layers.js';
 
 export type HeadInit = 'fresh' | 'top';
 
@@ -18,8 +18,12 @@ export interface HeadsOptions {
 }
 
 type Config = Record<string, unknown>;
+/** A tensor's shape with its batch axis, or a list of them for layers with several inputs. */
+type InputShape = tf.Shape | tf.Shape[];
 
 const OUTPUT_ACTIVATIONS = new Set(['Activation', 'Softmax']);
+
+const message = (error: unknown) => (error instanceof Error ? error.message.split('\n')[0]! : String(error));
 
 function outputOverride(layer: tf.layers.Layer, n: number): Config {
   return layer.getClassName() === 'Dense'
@@ -27,41 +31,36 @@ function outputOverride(layer: tf.layers.Layer, n: number): Config {
     : { filters: n, activation: 'linear' };
 }
 
-function inputShapeOf(layer: tf.layers.Layer): tf.Shape {
-  return layer.inboundNodes[0]!.inputTensors[0]!.shape;
-}
-
 /**
- * The weights head `g` starts from for one layer of the top, read from a copy of the layer
- * built from its config (the copy is disposed; the returned tensors belong to the caller).
+ * Head `group`'s own copy of `layer` (same class and hyper-parameters; the output layer resized
+ * to n), built by applying it to a symbolic input of the head's shape, exactly as a functional
+ * model builds its layers. Starts from the top's weights with init 'top' where they fit, else
+ * from its seeded initializers.
  */
-function initialWeights(
-  layer: tf.layers.Layer,
-  isOutput: boolean,
-  options: HeadsOptions,
-  group: number,
-  depth: number,
-): tf.Tensor[] {
-  const overrides = isOutput ? outputOverride(layer, options.outputs) : {};
+function headCopy(layer: tf.layers.Layer, isOutput: boolean, inputShape: InputShape, options: HeadsOptions, group: number, depth: number) {
+  const overrides = { ...(isOutput ? outputOverride(layer, options.outputs) : {}), trainable: true };
   const copy = copyLayer(layer, overrides, hash32(options.seed, Stream.HeadInit, depth, group));
-  copy.build(inputShapeOf(layer));
-  const fresh = copy.getWeights().map((w) => w.clone());
-  // Layer.dispose() refuses layers never called; the copy's variables are all it holds.
-  copy.weights.forEach((w) => w.dispose());
-  const original = layer.getWeights();
-  const fits = original.length === fresh.length && original.every((w, i) => w.size === fresh[i]!.size);
-  if (options.init === 'top' && fits) {
-    fresh.forEach((w) => w.dispose());
-    return original.map((w) => w.clone());
+  const symbolic = Array.isArray(inputShape[0])
+    ? (inputShape as tf.Shape[]).map((batchShape) => tf.input({ batchShape }))
+    : tf.input({ batchShape: inputShape as tf.Shape });
+  const output = copy.apply(symbolic) as tf.SymbolicTensor;
+  if (options.init === 'top') {
+    const original = layer.getWeights();
+    const fresh = copy.weights;
+    if (original.length === fresh.length && original.every((w, i) => w.shape.join() === fresh[i]!.shape.join())) {
+      copy.setWeights(original);
+    }
   }
-  return fresh;
+  return { copy, outputShape: output.shape };
 }
 
 /**
  * G heads, each a copy of the top of a cut (same layer types and hyper-parameters, the last
- * Dense/Conv2D resized to n outputs with linear activation so the heads emit logits), computed
- * together: weights are stacked along a leading head axis and every layer runs once per step
- * for all heads. Sample groups are laid out [G, k, ...]: head g sees only its k samples.
+ * resizable layer given n outputs and a linear activation so the heads emit logits), computed
+ * together on sample groups laid out [G, k, ...]: head g sees only its k samples. Layers with
+ * a stacked implementation (STACKED_LAYERS) keep the G heads' weights on a leading head axis and
+ * run once per step for all heads; every other layer with weights runs as G per-head copies;
+ * parameter-free layers run once on the merged batch.
  */
 export class Heads {
   readonly trainable: tf.Variable[];
@@ -75,39 +74,53 @@ export class Heads {
       throw new InvalidArgumentError(`must be an integer >= 2, got ${options.outputs}`, 'numRandomLabels');
     }
     const outputIndex = cut.layers.indexOf(cut.outputLayer);
-    cut.layers.forEach((layer, index) => {
-      if (index > outputIndex && OUTPUT_ACTIVATIONS.has(layer.getClassName())) return;
-      this.ops.set(layer, this.buildOp(layer, index === outputIndex, options));
-    });
+    // Shapes of the heads' tensors: they differ from the top's after the resized layer.
+    const shapes = new Map<number, tf.Shape>([[cut.tensor.id, cut.tensor.shape]]);
+    try {
+      cut.layers.forEach((layer, index) => {
+        const inputs = layer.inboundNodes[0]!.inputTensors.map((t) => shapes.get(t.id)!);
+        const inputShape = inputs.length === 1 ? inputs[0]! : inputs;
+        const outputId = (layer.output as tf.SymbolicTensor).id;
+        if (index > outputIndex && OUTPUT_ACTIVATIONS.has(layer.getClassName())) {
+          shapes.set(outputId, inputs[0]!);
+          return;
+        }
+        const { op, outputShape } = this.buildOp(layer, index === outputIndex, inputShape, options);
+        this.ops.set(layer, op);
+        shapes.set(outputId, outputShape);
+      });
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
     this.trainable = [...this.ops.values()].flatMap((op) => op.trainable);
   }
 
-  private buildOp(layer: tf.layers.Layer, isOutput: boolean, options: HeadsOptions): StackedOp {
-    const className = layer.getClassName();
-    if (layer.countParams() === 0) return parameterFreeOp(layer);
-    const config = layer.getConfig() as Config;
-    const stacked = tf.tidy(() => {
-      const perHead = Array.from({ length: options.groups }, (_, g) =>
-        initialWeights(layer, isOutput, options, g, this.cut.depth),
-      );
-      return perHead[0]!.map((_, i) => tf.stack(perHead.map((weights) => weights[i]!)));
-    });
+  private buildOp(layer: tf.layers.Layer, isOutput: boolean, inputShape: InputShape, options: HeadsOptions): { op: StackedOp; outputShape: tf.Shape } {
+    const described = `${layer.name} (${layer.getClassName()})`;
     try {
-      const activation = isOutput ? 'linear' : config.activation;
-      if (className === 'Dense') return denseOp(stacked, activation);
-      if (className === 'Conv2D') {
-        if (config.dataFormat === 'channelsFirst') {
-          throw new InvalidArgumentError(`${layer.name}: channelsFirst Conv2D is not supported`, 'model');
-        }
-        return conv2dOp(config, stacked, activation);
+      if (layer.countParams() === 0) {
+        return { op: parameterFreeOp(layer), outputShape: layer.computeOutputShape(inputShape) as tf.Shape };
       }
-      const axis = config.axis as number;
-      if (axis !== -1 && axis !== inputShapeOf(layer).length - 1) {
-        throw new InvalidArgumentError(`${layer.name}: batch normalization must be over the last axis`, 'model');
+      const built = Array.from({ length: options.groups }, (_, g) => headCopy(layer, isOutput, inputShape, options, g, this.cut.depth));
+      const copies = built.map((b) => b.copy);
+      const outputShape = built[0]!.outputShape;
+      const config = layer.getConfig() as Config;
+      const stacked = STACKED_LAYERS[layer.getClassName()];
+      if (!stacked || Array.isArray(inputShape[0]) || !stacked.supports(config, inputShape as tf.Shape)) {
+        return { op: perHeadOp(copies), outputShape };
       }
-      return batchNormOp(config, stacked);
-    } finally {
-      stacked.forEach((w) => w.dispose());
+      const weights = tf.tidy(() => copies[0]!.weights.map((_, i) => tf.stack(copies.map((c) => c.weights[i]!.read()))));
+      copies.forEach((c) => c.weights.forEach((w) => w.dispose()));
+      try {
+        const activation = isOutput ? 'linear' : config.activation;
+        return { op: stacked.build(config, weights, activation, inputShape as tf.Shape), outputShape };
+      } finally {
+        tf.dispose(weights);
+      }
+    } catch (error) {
+      if (error instanceof MemometerError) throw error;
+      throw new InvalidArgumentError(`layer ${described} of the top cannot be copied into a head: ${message(error)}`, 'model', { cause: error });
     }
   }
 
@@ -117,14 +130,27 @@ export class Heads {
       const values = new Map<number, tf.Tensor>([[this.cut.tensor.id, features]]);
       let last = features;
       for (const layer of this.cut.layers) {
-        const node = layer.inboundNodes[0]!;
-        const inputs = node.inputTensors.map((t) => values.get(t.id)!);
+        const inputs = layer.inboundNodes[0]!.inputTensors.map((t) => values.get(t.id)!);
         const op = this.ops.get(layer);
-        last = op ? op.apply(inputs, training) : inputs[0]!;
+        last = op ? this.run(layer, op, inputs, training) : inputs[0]!;
         values.set((layer.output as tf.SymbolicTensor).id, last);
       }
       return last;
     });
+  }
+
+  /** One layer's step; a failure inside TF.js names the layer and the backend. */
+  private run(layer: tf.layers.Layer, op: StackedOp, inputs: tf.Tensor[], training: boolean): tf.Tensor {
+    try {
+      return op.apply(inputs, training);
+    } catch (error) {
+      if (error instanceof MemometerError) throw error;
+      throw new FailedPreconditionError(
+        `heads at copy depth ${this.cut.depth}: layer ${layer.name} (${layer.getClassName()}) failed on the ${tf.getBackend()} backend: ${message(error)}`,
+        'model',
+        { cause: error },
+      );
+    }
   }
 
   get parameterCount(): number {
@@ -136,19 +162,27 @@ export class Heads {
   }
 }
 
+/** The number of outputs of a resizable layer (units or filters). */
+function widthOf(layer: tf.layers.Layer): number {
+  const config = layer.getConfig() as Config;
+  return (config.units ?? config.filters) as number;
+}
+
 /** Trainable parameters G heads will have, known before any is built (for memory budgets). */
 export function estimateHeadParameters(cut: Cut, groups: number, outputs: number): number {
+  const outputIndex = cut.layers.indexOf(cut.outputLayer);
+  const width = widthOf(cut.outputLayer);
   let perHead = 0;
-  for (const layer of cut.layers) {
+  cut.layers.forEach((layer, index) => {
     const params = layer.countParams();
-    if (layer !== cut.outputLayer) {
-      perHead += params;
-      continue;
+    if (index < outputIndex) perHead += params;
+    else if (index > outputIndex) perHead += Math.ceil((params * outputs) / width);
+    else {
+      // A separable conv's depthwise kernel does not depend on the output width.
+      const fixed = layer.getClassName() === 'SeparableConv2D' ? tf.util.sizeFromShape(layer.weights[0]!.shape as number[]) : 0;
+      const bias = (layer.getConfig() as Config).useBias === false ? 0 : width;
+      perHead += fixed + ((params - fixed - bias) / width) * outputs + (bias ? outputs : 0);
     }
-    const config = layer.getConfig() as Config;
-    const width = (config.units ?? config.filters) as number;
-    const bias = config.useBias === false ? 0 : width;
-    perHead += ((params - bias) / width) * outputs + (bias ? outputs : 0);
-  }
+  });
   return perHead * groups;
 }

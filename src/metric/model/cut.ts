@@ -3,10 +3,19 @@ import { InvalidArgumentError } from '../../errors.js';
 
 type Layer = tf.layers.Layer;
 
-/** Layers whose output size is the number of classes and can be resized to n random labels. */
-export const RESIZABLE_LAYERS = ['Dense', 'Conv2D'] as const;
-/** Layers with weights that heads can hold, stacked per class. Parameter-free layers all work. */
-export const STACKABLE_LAYERS = ['Dense', 'Conv2D', 'BatchNormalization'] as const;
+/**
+ * Layers whose output size (units or filters) can be set to n random labels; the last one in a
+ * top is the one a head resizes. Any layer, with weights or without, can be part of a head.
+ */
+export const RESIZABLE_LAYERS = [
+  'Dense',
+  'Conv1D',
+  'Conv2D',
+  'Conv3D',
+  'SeparableConv2D',
+  'Conv2DTranspose',
+  'Conv3DTranspose',
+] as const;
 
 /**
  * The cut of a network at copy depth d: the top is the last d layers (InputLayer not counted),
@@ -28,10 +37,6 @@ export function computeLayers(model: tf.LayersModel): Layer[] {
   return model.layers.filter((layer) => layer.getClassName() !== 'InputLayer');
 }
 
-function isStackable(layer: Layer): boolean {
-  return (STACKABLE_LAYERS as readonly string[]).includes(layer.getClassName());
-}
-
 /** Tries the cut at `depth`; returns the reason when it is not a valid cut. */
 function tryCut(layers: Layer[], depth: number): Cut | string {
   const top = layers.slice(layers.length - depth);
@@ -39,6 +44,7 @@ function tryCut(layers: Layer[], depth: number): Cut | string {
   const crossing = new Map<number, tf.SymbolicTensor>();
   for (const layer of top) {
     if (layer.inboundNodes.length !== 1) return `layer ${layer.name} is shared by several calls`;
+    if (layer.inboundNodes[0]!.outputTensors.length !== 1) return `layer ${layer.name} has several outputs`;
     for (const tensor of layer.inboundNodes[0]!.inputTensors) {
       if (!inTop.has(tensor.sourceLayer)) crossing.set(tensor.id, tensor);
     }
@@ -46,18 +52,12 @@ function tryCut(layers: Layer[], depth: number): Cut | string {
   if (crossing.size !== 1) {
     return `${crossing.size} tensors flow from the backbone into the top (the cut crosses a branch)`;
   }
-  const unsupported = top.find((layer) => layer.countParams() > 0 && !isStackable(layer));
-  if (unsupported) {
-    return `the top holds a ${unsupported.getClassName()} layer; heads support ${STACKABLE_LAYERS.join(', ')} and parameter-free layers`;
-  }
   const resizable = top.filter((layer) =>
     (RESIZABLE_LAYERS as readonly string[]).includes(layer.getClassName()),
   );
   const outputLayer = resizable[resizable.length - 1];
-  if (!outputLayer) return `the top has no ${RESIZABLE_LAYERS.join(' or ')} layer to resize`;
-  const after = top.slice(top.indexOf(outputLayer) + 1);
-  if (after.some((layer) => layer.countParams() > 0)) {
-    return 'a layer with weights follows the top\'s last Dense/Conv2D layer';
+  if (!outputLayer) {
+    return `the top has no layer whose outputs can be resized to n random labels (${RESIZABLE_LAYERS.join(', ')})`;
   }
   return { depth, tensor: [...crossing.values()][0]!, layers: top, outputLayer };
 }
