@@ -49,6 +49,12 @@ export class ResourceExhaustedError extends MemometerError {
 export class FailedPreconditionError extends MemometerError {
   readonly kind = 'FAILED_PRECONDITION' as const;
 }
+/**
+ * A loss became NaN or infinite: the measurement stops rather than score heads with broken
+ * weights. FAILED_PRECONDITION, not INVALID_ARGUMENT: the same options may train fine on another
+ * model or data set, and a retry of the same request diverges again.
+ */
+export class TrainingDivergedError extends FailedPreconditionError {}
 export class CancelledError extends MemometerError {
   readonly kind = 'CANCELLED' as const;
 }

@@ -54,6 +54,8 @@ export const FLAG_OF_OPTION: Record<string, string> = {
   seeds: '--seed',
   maxSamples: '--max-samples',
   heldOutFraction: '--held-out-fraction',
+  'inputScaling.scale': '--scale',
+  'inputScaling.offset': '--offset',
   'inputScaling.mean': '--mean',
   'inputScaling.std': '--std',
   memoryBudgetBytes: '--memory-budget-mb',

@@ -50,21 +50,27 @@ export interface NumericArray {
 }
 
 /**
+ * Input values: float32 for real-valued inputs, int32 where the source array holds integers
+ * (pixels, token ids). The engine decides per model: token models keep int32, others get float32.
+ */
+export type InputValues = Float32Array | Int32Array;
+
+/**
  * A labelled classification data set as the engine consumes it.
  *
- * Inputs are raw float32 values (NOT scaled: scaling is a measurement option applied later by
- * the engine), labels are int32 class indices >= 0. Image sets keep their file shape, e.g.
+ * Inputs are raw values (NOT scaled: scaling is a measurement option applied later by the
+ * engine), labels are int32 class indices >= 0. Image sets keep their file shape, e.g.
  * `[m, 28, 28]`: the engine adds a channel axis if the model needs one.
  */
 export interface Dataset {
   /** Training inputs, `m * prod(sampleShape)` values in C order. */
-  x: Float32Array;
+  x: InputValues;
   /** `[m, ...sampleShape]`, with at least one sample axis. */
   xShape: number[];
   /** `m` class indices. */
   y: Int32Array;
   /** Optional held-out inputs; present together with `xTestShape` and `yTest`. */
-  xTest?: Float32Array;
+  xTest?: InputValues;
   /** `[mTest, ...sampleShape]`: the same sample shape as `xShape`. */
   xTestShape?: number[];
   yTest?: Int32Array;
@@ -106,6 +112,28 @@ export function numSamples(xShape: readonly number[]): number {
 /** The shape of one sample: `xShape` without its first axis. */
 export function sampleShape(xShape: readonly number[]): number[] {
   return xShape.slice(1);
+}
+
+/** Index of the first NaN or +-Infinity in `values`, or -1. */
+export function firstNonFinite(values: ArrayLike<number>): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return i;
+  return -1;
+}
+
+/**
+ * Throws InvalidArgumentError naming `field` at the first non-finite input value. `source`, the
+ * array before a float32 cast, tells an overflow apart from a NaN or Infinity in the data.
+ */
+export function assertFiniteInputs(values: InputValues, shape: readonly number[], field: string, source?: ArrayLike<number | bigint>): void {
+  if (values instanceof Int32Array) return;
+  const i = firstNonFinite(values);
+  if (i < 0) return;
+  const original = source?.[i];
+  const why = typeof original === 'number' && Number.isFinite(original) ? `${original} (overflows float32)` : String(values[i]);
+  throw new InvalidArgumentError(
+    `inputs must be finite: value ${why} at flat index ${i} (sample ${Math.floor(i / (shapeSize(shape.slice(1)) || 1))}) of shape ${formatShape(shape)}`,
+    field,
+  );
 }
 
 /** What errors call each array of a data set (e.g. `data.npz:x` or `dir/train-images-idx3-ubyte.gz`). */

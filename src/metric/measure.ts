@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, ResourceExhaustedError } from '../errors.js';
-import type { Dataset } from './dataset.js';
+import type { Dataset, InputValues } from './dataset.js';
 import { estimateHeadParameters, type Heads, type HeadsOptions } from './heads/heads.js';
 import { cutModel } from './model/cut.js';
-import { loadModel } from './model/load.js';
+import { loadModel, tokenInput } from './model/load.js';
 import { resolveOptions } from './options.js';
 import { prepareData, type PreparedData } from './prepare.js';
 import { randomLabels, Stream } from './random.js';
@@ -64,7 +64,7 @@ function planBytes(options: MeasureOptions, data: PreparedData, model: tf.Layers
   return heads + input + features + backbone;
 }
 
-function features(values: Float32Array, shape: number[], groups: Int32Array, labels: Int32Array): Features {
+function features(values: InputValues, shape: number[], groups: Int32Array, labels: Int32Array): Features {
   return { values, sampleShape: shape, groups, labels };
 }
 
@@ -156,7 +156,7 @@ export async function* measure(input: MeasureInput, given: Partial<MeasureOption
   const model = await loadModel(input.model);
   try {
     const { inputShape, numClasses } = modelShape(model);
-    const data = prepareData(input.dataset, { ...options, inputShape, numClasses, seed: options.seeds[0]! });
+    const data = prepareData(input.dataset, { ...options, inputShape, numClasses, tokens: tokenInput(model), seed: options.seeds[0]! });
     const cuts = options.copyDepths.map((d) => cutModel(model, d));
     const lay = layout(data, options, numClasses);
     const headParameters = cuts.map((cut) => estimateHeadParameters(cut, lay.groups, n));

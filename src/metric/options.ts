@@ -66,6 +66,14 @@ export function resolveOptions(given: Partial<MeasureOptions>): MeasureOptions {
   }
   o.seeds.forEach((s) => integer(s, 'seeds', 0, 2 ** 32 - 1));
   if (o.maxSamples !== undefined) integer(o.maxSamples, 'maxSamples', 1);
+  const s = o.inputScaling;
+  for (const key of ['scale', 'offset'] as const) {
+    if (s?.[key] !== undefined) real(s[key], `inputScaling.${key}`, () => true, 'a finite number');
+  }
+  for (const key of ['mean', 'std'] as const) {
+    const bad = s?.[key]?.findIndex((v) => !Number.isFinite(v)) ?? -1;
+    if (bad >= 0) throw new InvalidArgumentError(`must hold finite numbers, got ${s![key]![bad]} at index ${bad}`, `inputScaling.${key}`);
+  }
   if (o.mode === 'frozen' && (o.lambda > 0 || o.labelSmoothing > 0 || o.reinitialize)) {
     const field = o.lambda > 0 ? 'lambda' : o.labelSmoothing > 0 ? 'labelSmoothing' : 'reinitialize';
     throw new InvalidArgumentError('applies only in joint mode (frozen mode trains no backbone)', field);

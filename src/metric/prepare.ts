@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
-import { formatShape, shapeSize, type Dataset } from './dataset.js';
+import { assertFiniteInputs, firstNonFinite, formatShape, shapeSize, type Dataset, type InputValues } from './dataset.js';
+import type { TokenInput } from './model/load.js';
 import { shuffleInPlace, Stream } from './random.js';
 import { gatherRows } from './train/batches.js';
 
@@ -14,7 +15,8 @@ export interface InputScaling {
 
 /** Samples of one split, laid out for the model's input shape. */
 export interface Split {
-  x: Float32Array;
+  /** Scaled float32 inputs, or int32 token ids for a model that takes them. */
+  x: InputValues;
   y: Int32Array;
   /** Each sample's index in its source array: the counter of its random label. */
   ids: Int32Array;
@@ -35,6 +37,8 @@ export interface PrepareOptions {
   numClasses: number;
   maxSamples?: number;
   inputScaling?: InputScaling;
+  /** Set when the model takes integer token ids: inputs stay int32 and are not scaled. */
+  tokens?: TokenInput;
   /** Fraction of training samples held out when the dataset has no test arrays. */
   heldOutFraction: number;
   seed: number;
@@ -64,8 +68,12 @@ function checkLabels(y: Int32Array, numClasses: number, field: string): void {
   }
 }
 
-function scale(x: Float32Array, channels: number, s: InputScaling | undefined): Float32Array {
-  if (!s) return x;
+const isSet = (s: InputScaling | undefined) =>
+  s !== undefined && (s.scale !== undefined || s.offset !== undefined || !!s.mean?.length || !!s.std?.length);
+
+/** Float32 inputs, scaled; `rows` (the samples' source indices) name a sample that overflows. */
+function scale(x: InputValues, channels: number, s: InputScaling | undefined, rows: Int32Array, field: string): Float32Array {
+  if (!s) return x instanceof Float32Array ? x : Float32Array.from(x);
   const mul = s.scale ?? 1;
   const add = s.offset ?? 0;
   const per = (values: number[] | undefined, fill: number, name: string) => {
@@ -83,17 +91,57 @@ function scale(x: Float32Array, channels: number, s: InputScaling | undefined): 
     const c = i % channels;
     out[i] = (x[i]! * mul + add - mean[c]!) / std[c]!;
   }
+  const bad = firstNonFinite(out);
+  if (bad >= 0) {
+    const size = x.length / rows.length;
+    throw new InvalidArgumentError(
+      `turns value ${x[bad]} of sample ${rows[Math.floor(bad / size)]} of ${field} (index ${bad % size}) into ${out[bad]}: ` +
+        'scaled inputs must be finite float32 values',
+      'inputScaling',
+    );
+  }
   return out;
 }
 
-function split(x: Float32Array, y: Int32Array, rows: Int32Array, inputShape: number[], s?: InputScaling): Split {
+/**
+ * Token ids as int32, refused unless each is an integer inside every input Embedding's
+ * [0, inputDim) (an id out of range would read past the embedding table).
+ */
+function tokenIds(x: InputValues, shape: number[], field: string, tokens: TokenInput): Int32Array {
+  const limit = [...tokens.embeddings].sort((a, b) => a.inputDim - b.inputDim)[0];
+  const size = shapeSize(shape.slice(1));
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    const where = `at flat index ${i} (sample ${Math.floor(i / size)})`;
+    if (v !== (v | 0)) {
+      throw new InvalidArgumentError(`the model takes integer token ids (${tokens.reason}), but value ${v} ${where} is not an int32 integer`, field);
+    }
+    if (limit && (v < 0 || v >= limit.inputDim)) {
+      throw new InvalidArgumentError(`token id ${v} ${where} is outside [0, ${limit.inputDim}), the input range of Embedding layer ${limit.layer}`, field);
+    }
+  }
+  return x instanceof Int32Array ? x : Int32Array.from(x);
+}
+
+/** The model's view of one source array: a function that gathers rows of it as a split. */
+function source(x: InputValues, y: Int32Array, shape: number[], fields: [string, string], options: PrepareOptions) {
+  const { inputShape, numClasses, tokens } = options;
+  const [xField, yField] = fields;
+  checkSampleShape(shape.slice(1), inputShape, xField);
+  checkLabels(y, numClasses, yField);
+  assertFiniteInputs(x, shape, xField);
+  const values = tokens ? tokenIds(x, shape, xField, tokens) : x;
   const rowSize = shapeSize(inputShape);
-  return {
-    x: scale(gatherRows(x, rowSize, rows), inputShape[inputShape.length - 1] ?? 1, s),
-    y: Int32Array.from(rows, (r) => y[r]!),
-    ids: rows,
-    count: rows.length,
-    sampleShape: inputShape,
+  const channels = inputShape[inputShape.length - 1] ?? 1;
+  return (rows: Int32Array): Split => {
+    const gathered = gatherRows(values, rowSize, rows);
+    return {
+      x: tokens ? gathered : scale(gathered, channels, options.inputScaling, rows, xField),
+      y: Int32Array.from(rows, (r) => y[r]!),
+      ids: rows,
+      count: rows.length,
+      sampleShape: inputShape,
+    };
   };
 }
 
@@ -105,20 +153,22 @@ function pick(m: number, max: number | undefined, seed: number): Int32Array {
 }
 
 /**
- * Validates a dataset against the model, subsamples, scales, and separates the held-out split
- * (the dataset's test arrays, or a seeded fraction of the training samples).
+ * Validates a dataset against the model, subsamples, scales (or keeps token ids as int32), and
+ * separates the held-out split (the dataset's test arrays, or a seeded fraction of the training
+ * samples).
  */
 export function prepareData(ds: Dataset, options: PrepareOptions): PreparedData {
-  const { inputShape, numClasses, seed } = options;
-  checkSampleShape(ds.xShape.slice(1), inputShape, 'dataset.x');
-  checkLabels(ds.y, numClasses, 'dataset.y');
+  const { seed, tokens } = options;
+  if (tokens && isSet(options.inputScaling)) {
+    throw new InvalidArgumentError(`must not be set: the model takes integer token ids (${tokens.reason}), which scaling would corrupt`, 'inputScaling');
+  }
+  const train = source(ds.x, ds.y, ds.xShape, ['dataset.x', 'dataset.y'], options);
   const m = ds.xShape[0]!;
   if (ds.xTest && ds.yTest && ds.xTestShape) {
-    checkSampleShape(ds.xTestShape.slice(1), inputShape, 'dataset.x_test');
-    checkLabels(ds.yTest, numClasses, 'dataset.y_test');
+    const test = source(ds.xTest, ds.yTest, ds.xTestShape, ['dataset.x_test', 'dataset.y_test'], options);
     return {
-      train: split(ds.x, ds.y, pick(m, options.maxSamples, seed), inputShape, options.inputScaling),
-      heldOut: split(ds.xTest, ds.yTest, pick(ds.yTest.length, options.maxSamples, seed), inputShape, options.inputScaling),
+      train: train(pick(m, options.maxSamples, seed)),
+      heldOut: test(pick(ds.yTest.length, options.maxSamples, seed)),
       heldOutSource: 'test',
     };
   }
@@ -132,8 +182,8 @@ export function prepareData(ds: Dataset, options: PrepareOptions): PreparedData 
   const trainRows = rows.slice(heldCount);
   const limit = options.maxSamples ?? trainRows.length;
   return {
-    train: split(ds.x, ds.y, trainRows.slice(0, limit).sort(), inputShape, options.inputScaling),
-    heldOut: split(ds.x, ds.y, rows.slice(0, Math.min(heldCount, limit)).sort(), inputShape, options.inputScaling),
+    train: train(trainRows.slice(0, limit).sort()),
+    heldOut: train(rows.slice(0, Math.min(heldCount, limit)).sort()),
     heldOutSource: 'train-split',
   };
 }

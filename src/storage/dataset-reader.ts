@@ -1,16 +1,17 @@
 /**
  * Reads a {@link Dataset} from an {@link ObjectStore}: an .npz archive or a folder of IDX files
- * (MNIST / Fashion-MNIST layout), converting inputs to raw float32 and labels to int32 class
+ * (MNIST / Fashion-MNIST layout), converting inputs to raw int32 or float32 and labels to int32 class
  * indices, and validating both.
  */
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import {
   assertDatasetShapes,
+  assertFiniteInputs,
   dtypeOf,
   formatShape,
-  shapeSize,
   type Dataset,
   type DatasetFieldNames,
+  type InputValues,
   type NumericArray,
 } from '../metric/dataset.js';
 import { parseIdx } from './formats/idx.js';
@@ -26,32 +27,32 @@ export interface DatasetArrays {
 }
 
 const INT32_MAX = 2 ** 31 - 1;
+const INT32_MIN = -(2 ** 31);
 
 /**
- * Converts inputs of any numeric dtype to float32 raw values (no scaling) and checks that every
- * value is finite. `name` names the array in errors (e.g. `data.npz:x`). A float32 source is
- * returned as is (not copied).
+ * Converts inputs to raw values (no scaling): integer and bool arrays to int32 (they may be token
+ * ids; the engine makes floats of them for models that take floats), float arrays to float32,
+ * checked finite. `name` names the array in errors (e.g. `data.npz:x`). An int32 or float32
+ * source is returned as is (not copied).
  */
-export function toFloat32Inputs(array: NumericArray, name: string): Float32Array {
+export function toInputValues(array: NumericArray, name: string): InputValues {
   const src = array.data;
-  let out: Float32Array;
-  if (src instanceof Float32Array) out = src;
-  else if (src instanceof BigInt64Array || src instanceof BigUint64Array) {
-    out = new Float32Array(src.length);
-    for (let i = 0; i < src.length; i++) out[i] = Number(src[i]);
-  } else out = Float32Array.from(src);
-  const sampleSize = shapeSize(array.shape.slice(1)) || 1;
-  for (let i = 0; i < out.length; i++) {
-    const v = out[i] as number;
-    if (!Number.isFinite(v)) {
-      const original = src[i];
-      const why =
-        Number.isNaN(v) ? 'NaN' : typeof original === 'number' && Number.isFinite(original) ? `${original} (overflows float32)` : String(v);
+  if (src instanceof Float32Array || src instanceof Float64Array) {
+    const out = src instanceof Float32Array ? src : Float32Array.from(src);
+    assertFiniteInputs(out, array.shape, name, src);
+    return out;
+  }
+  if (src instanceof Int32Array) return src;
+  const out = new Int32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i]!;
+    if (v > INT32_MAX || v < INT32_MIN) {
       throw new InvalidArgumentError(
-        `inputs must be finite: value ${why} at flat index ${i} (sample ${Math.floor(i / sampleSize)}) of shape ${formatShape(array.shape)}`,
+        `integer inputs must fit int32: value ${v} at flat index ${i} (dtype ${dtypeOf(array)}); store them as float32 if they are not token ids`,
         name,
       );
     }
+    out[i] = Number(v);
   }
   return out;
 }
@@ -123,7 +124,7 @@ function decodeOneHot(array: NumericArray, name: string): Int32Array {
 }
 
 /**
- * Converts and validates raw arrays into a {@link Dataset}: float32 finite inputs, int32 labels,
+ * Converts and validates raw arrays into a {@link Dataset}: int32 or finite float32 inputs, int32 labels,
  * matching lengths, a complete test split with x's sample shape. `names` name the arrays in
  * errors (e.g. `data.npz:x`).
  */
@@ -148,12 +149,12 @@ export function datasetFromArrays(arrays: DatasetArrays, names: DatasetFieldName
     );
   }
   const ds: Dataset = {
-    x: toFloat32Inputs(x, names.x),
+    x: toInputValues(x, names.x),
     xShape: [...x.shape],
     y: toInt32Labels(y, names.y),
   };
   if (xTest && yTest) {
-    ds.xTest = toFloat32Inputs(xTest, names.xTest);
+    ds.xTest = toInputValues(xTest, names.xTest);
     ds.xTestShape = [...xTest.shape];
     ds.yTest = toInt32Labels(yTest, names.yTest);
   }
@@ -192,7 +193,8 @@ function describeFound(keys: string[]): string {
  *   `t10k-labels-idx1-ubyte(.gz)` (found with `store.list`; an uncompressed file wins over its
  *   .gz twin). None there -> NotFoundError listing what the prefix holds.
  *
- * Inputs become raw float32 (no scaling; image arrays keep their `[m, h, w]` shape), labels int32
+ * Inputs stay raw (no scaling; int32 from integer arrays, else float32; image arrays keep their
+ * `[m, h, w]` shape), labels int32
  * class indices (one-hot rows are decoded). Every validation error is an InvalidArgumentError
  * naming the file/array and the offending value or shape; a missing object is a NotFoundError.
  */

@@ -119,7 +119,7 @@ async function load(build: Build): Promise<tf.LayersModel> {
 
 function inputs(shape: number[], tokens: number | undefined, seed: number): tf.Tensor {
   const full = [GROUPS * K, ...shape];
-  return tokens ? tf.randomUniformInt(full, 0, tokens, { seed }) : tf.randomNormal(full, 0, 1, 'float32', seed);
+  return tokens ? tf.randomUniformInt(full, 0, tokens, seed) : tf.randomNormal(full, 0, 1, 'float32', seed);
 }
 
 describe.each(Object.entries(MODELS))('heads with %s in the top', (_, spec) => {

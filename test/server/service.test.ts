@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemometerClient } from '../../src/clients/client.js';
-import type { MeasureMemorizationRequest } from '../../src/gen/memometer/v1/memometer.js';
+import { MeasurementState, Optimizer, type MeasureMemorizationRequest } from '../../src/gen/memometer/v1/memometer.js';
 import { encodeNpz } from '../../src/storage/formats/npz.js';
 import { exampleBucket, s3Env, startTestService, type TestService } from '../support/service.js';
 
@@ -135,5 +135,22 @@ describe('RESOURCE_EXHAUSTED: limits', () => {
     } finally {
       await few.stop();
     }
+  });
+});
+
+describe('FAILED_PRECONDITION: training diverged', () => {
+  it('ends the stream with the typed error and records the measurement as FAILED with its message', async () => {
+    const client = service.client();
+    let id = '';
+    const stream = client.stream({ ...LOCAL, ...SCALED, epochs: 2, copyDepths: [2], maxSamples: 300, learningRate: 1e9, optimizer: Optimizer.OPTIMIZER_SGD });
+    const ended = (async () => {
+      for await (const message of stream) if (message.event?.$case === 'started') id = message.event.value.measurementId;
+    })();
+    const { code, details } = await failure(ended);
+    expect(code).toBe('FAILED_PRECONDITION');
+    expect(details).toMatch(/^learning_rate: training diverged at copy depth 2, epoch 1: the random-label loss .*; the learning rate \(1000000000\) is likely too high: lower it$/);
+    const stored = await client.getMeasurement(id);
+    expect(stored.state).toBe(MeasurementState.MEASUREMENT_STATE_FAILED);
+    expect(stored.error).toEqual({ code: 'FAILED_PRECONDITION', message: details });
   });
 });

@@ -61,7 +61,7 @@ function idxU8(shape: number[], values: number[]): Uint8Array {
 }
 
 describe('readDataset from .npz', () => {
-  it('reads x, y, x_test, y_test: raw float32 inputs (not scaled) and int32 labels', async () => {
+  it('reads x, y, x_test, y_test: raw inputs (not scaled; integer arrays stay int32) and int32 labels', async () => {
     const key = await putNpz(
       'd.npz',
       {
@@ -74,7 +74,7 @@ describe('readDataset from .npz', () => {
     );
     const ds = await readDataset(store, key);
     expect(ds.xShape).toEqual([2, 2, 2]); // no channel axis added
-    expect(ds.x).toBeInstanceOf(Float32Array);
+    expect(ds.x).toBeInstanceOf(Int32Array);
     expect(Array.from(ds.x)).toEqual([0, 255, 3, 4, 5, 6, 7, 8]);
     expect(ds.y).toBeInstanceOf(Int32Array);
     expect(Array.from(ds.y)).toEqual([3, 0]);
@@ -86,6 +86,7 @@ describe('readDataset from .npz', () => {
   it('test split is optional; integer-valued float labels, [m, 1] labels and Keras x_train/y_train names are accepted', async () => {
     const key = await putNpz('k.npz', { x_train: f32([1, 2, 3], [3, 1]), y_train: f32([2, 0, 1], [3, 1]) });
     const ds = await readDataset(store, key);
+    expect(ds.x).toBeInstanceOf(Float32Array);
     expect(ds.xShape).toEqual([3, 1]);
     expect(Array.from(ds.y)).toEqual([2, 0, 1]);
     expect(ds.xTest).toBeUndefined();

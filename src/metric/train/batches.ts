@@ -1,3 +1,4 @@
+import type { InputValues } from '../dataset.js';
 import { shuffleInPlace, Stream } from '../random.js';
 
 /** One step's samples, laid out [G, k]: row g holds head g's k samples. */
@@ -57,9 +58,9 @@ export class GroupedBatches {
   }
 }
 
-/** Copies rows `index` of a row-major array into a new array. */
-export function gatherRows(source: Float32Array, rowSize: number, index: Int32Array): Float32Array {
-  const out = new Float32Array(index.length * rowSize);
+/** Copies rows `index` of a row-major array into a new array of the same type. */
+export function gatherRows<T extends InputValues>(source: T, rowSize: number, index: Int32Array): T {
+  const out = (source instanceof Int32Array ? new Int32Array(index.length * rowSize) : new Float32Array(index.length * rowSize)) as T;
   index.forEach((r, i) => out.set(source.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
   return out;
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { InputValues } from '../dataset.js';
 import { Heads, type HeadsOptions } from '../heads/heads.js';
 import type { Cut } from '../model/cut.js';
 import { Tally } from '../score.js';
@@ -6,11 +7,12 @@ import type { EpochEvent } from '../types.js';
 import { GroupedBatches, gatherValues } from './batches.js';
 import { correctCount, randomLabelLoss } from './losses.js';
 import { applyGradients, createOptimizer, type OptimizerName } from './optimizer.js';
-import { checkCancelled, groupedTensor, yieldToEventLoop } from './step.js';
+import { checkCancelled, DivergenceGuard, groupedTensor, yieldToEventLoop } from './step.js';
 
 /** Backbone outputs of one split at one cut, computed once in inference mode. */
 export interface Features {
-  values: Float32Array;
+  /** Row-major [count, ...sampleShape]; int32 where the cut is a token model's input. */
+  values: InputValues;
   sampleShape: number[];
   /** The head each sample feeds: its class, or 0 for a shared head. */
   groups: Int32Array;
@@ -100,6 +102,7 @@ export async function* trainHeadsFrozen(
   const { groups } = headsOptions;
   const { perGroup: k } = training;
   const batches = new GroupedBatches(features.groups, groups, k);
+  const guard = new DivergenceGuard(training);
   let finished = false;
   try {
     for (let epoch = 0; epoch < training.epochs; epoch++) {
@@ -119,6 +122,7 @@ export async function* trainHeadsFrozen(
         );
         const [lossValue, hitValue] = [(await loss.data())[0]!, (await correct.data())[0]!];
         tf.dispose([loss, correct]);
+        guard.check(lossValue, 'random-label', [cut.depth], epoch);
         tally.add(batch.real, { loss: lossValue * batch.real, correct: hitValue });
         await yieldToEventLoop();
       }

@@ -7,7 +7,7 @@ import { GroupedBatches, gatherRows, gatherValues } from './batches.js';
 import { epochEvent, type HeadTraining } from './frozen.js';
 import { classLoss, correctCount, forgetLoss, randomLabelLoss } from './losses.js';
 import { applyGradients, createOptimizer } from './optimizer.js';
-import { checkCancelled, yieldToEventLoop } from './step.js';
+import { checkCancelled, DivergenceGuard, valuesTensor, yieldToEventLoop } from './step.js';
 import type { Trunk } from './trunk.js';
 
 export interface JointTraining extends HeadTraining {
@@ -37,6 +37,7 @@ export async function* trainJoint(
   const modelVars = trunk.trainable;
   const inputSize = train.sampleShape.reduce((a, b) => a * b, 1);
   const perDepthKeys = (d: number) => [`loss${d}`, `correct${d}`, `forget${d}`];
+  const guard = new DivergenceGuard(training);
   let finished = false;
   try {
     for (const cut of trunk.cuts) heads.push(new Heads(cut, headsOptions));
@@ -48,7 +49,7 @@ export async function* trainJoint(
         checkCancelled(training.signal);
         const scalars = tf.tidy(() => {
           const n = batch.index.length;
-          const x = tf.tensor(gatherRows(train.x, inputSize, batch.index), [n, ...train.sampleShape]);
+          const x = valuesTensor(gatherRows(train.x, inputSize, batch.index), [n, ...train.sampleShape]);
           const y = tf.tensor(gatherValues(train.y, batch.index), [n], 'int32');
           const r = tf.tensor(gatherValues(randomLabels, batch.index), [groups, k], 'int32');
           const mask = tf.tensor(batch.mask, [groups, k]);
@@ -84,6 +85,11 @@ export async function* trainJoint(
         });
         const values = await Promise.all(scalars.map(async (s) => (await s.data())[0]!));
         tf.dispose(scalars);
+        guard.check(values[0]!, 'classification', trunk.cuts.map((c) => c.depth), epoch);
+        trunk.cuts.forEach((cut, d) => {
+          guard.check(values[2 + 3 * d]!, 'random-label', [cut.depth], epoch);
+          guard.check(values[4 + 3 * d]!, 'forget', [cut.depth], epoch);
+        });
         const entry: Record<string, number> = { classLoss: values[0]! * batch.real, classCorrect: values[1]! };
         heads.forEach((_, d) => {
           const [loss, correct, forget] = perDepthKeys(d);

@@ -1,10 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
-import { shapeSize } from '../dataset.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { firstNonFinite, shapeSize, type InputValues } from '../dataset.js';
 import type { Cut } from '../model/cut.js';
 import type { Split } from '../prepare.js';
 import { Tally } from '../score.js';
 import { correctCount } from './losses.js';
-import { checkCancelled, yieldToEventLoop } from './step.js';
+import { checkCancelled, valuesTensor, yieldToEventLoop } from './step.js';
 
 /**
  * The network run once per batch for every requested cut: outputs the backbone features at each
@@ -48,14 +49,19 @@ export class Trunk {
     };
   }
 
+  /** Whether cut `i` is the model input itself (its features are the inputs). */
+  atInput(i: number): boolean {
+    return this.slots[i]! < 0;
+  }
+
   featureShapes(): number[][] {
     return this.cuts.map((cut) => cut.tensor.shape.slice(1) as number[]);
   }
 }
 
 export interface ExtractedFeatures {
-  /** Per cut: [count, ...feature shape] row-major. */
-  values: Float32Array[];
+  /** Per cut: [count, ...feature shape] row-major; token ids stay int32 at the input. */
+  values: InputValues[];
   shapes: number[][];
   classAccuracy: number;
 }
@@ -69,14 +75,16 @@ export async function extractFeatures(
 ): Promise<ExtractedFeatures> {
   const shapes = trunk.featureShapes();
   const sizes = shapes.map(shapeSize);
-  const values = sizes.map((size) => new Float32Array(split.count * size));
+  const values = sizes.map((size, i) =>
+    trunk.atInput(i) && split.x instanceof Int32Array ? new Int32Array(split.count * size) : new Float32Array(split.count * size),
+  );
   const inputSize = shapeSize(split.sampleShape);
   const tally = new Tally();
   for (let start = 0; start < split.count; start += chunk) {
     checkCancelled(signal);
     const end = Math.min(split.count, start + chunk);
     const outputs = tf.tidy(() => {
-      const x = tf.tensor(split.x.subarray(start * inputSize, end * inputSize), [end - start, ...split.sampleShape]);
+      const x = valuesTensor(split.x.subarray(start * inputSize, end * inputSize), [end - start, ...split.sampleShape]);
       const y = tf.tensor(split.y.subarray(start, end), [end - start], 'int32');
       const { features, output } = trunk.run(x, false);
       return [...features.map((f) => f.clone()), correctCount(output, y, tf.onesLike(y).toFloat())];
@@ -86,5 +94,15 @@ export async function extractFeatures(
     tf.dispose(outputs);
     await yieldToEventLoop();
   }
+  values.forEach((v, i) => {
+    const bad = firstNonFinite(v);
+    if (bad < 0) return;
+    // Finite weights and inputs can still overflow, e.g. unscaled inputs through many layers.
+    throw new InvalidArgumentError(
+      `its features at copy depth ${trunk.cuts[i]!.depth} are not finite (${v[bad]} for sample ` +
+        `${split.ids[Math.floor(bad / sizes[i]!)]}): its activations overflow float32; check the input scaling`,
+      'model',
+    );
+  });
   return { values, shapes, classAccuracy: tally.mean('correct') };
 }
