@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { FailedPreconditionError } from '../../src/errors.js';
 import { Heads } from '../../src/metric/heads/heads.js';
 import { cutModel, validCutDepths } from '../../src/metric/model/cut.js';
 import { loadModel } from '../../src/metric/model/load.js';
 import { headsStep } from '../../src/metric/train/frozen.js';
 import { createOptimizer } from '../../src/metric/train/optimizer.js';
 import { Trunk } from '../../src/metric/train/trunk.js';
-import { toArtifacts, useWasm } from '../support/engine.js';
+import { run, toArtifacts, useWasm } from '../support/engine.js';
 
 beforeAll(useWasm);
 
@@ -144,20 +145,21 @@ describe.each(Object.entries(MODELS))('heads with %s in the top', (_, spec) => {
     model.dispose();
   });
 
-  it('learn at every valid depth: one training step moves every head weight, losses stay finite', async () => {
+  it.each([GROUPS, 1])('learn at every valid depth with %i heads: one step moves every head weight, losses stay finite', async (groups) => {
     const model = await load(spec.build);
     const x = inputs(spec.input, spec.tokens, 8);
-    const labels = tf.tensor([0, 1, 2, 3, 4, 0], [GROUPS, K], 'int32');
-    const mask = tf.ones([GROUPS, K]);
+    const k = (GROUPS * K) / groups;
+    const labels = tf.tensor([0, 1, 2, 3, 4, 0], [groups, k], 'int32');
+    const mask = tf.ones([groups, k]);
     for (const depth of validCutDepths(model)) {
       const cut = cutModel(model, depth);
       const trunk = new Trunk(model, [cut]);
-      const heads = new Heads(cut, { groups: GROUPS, outputs: 5, init: 'fresh', seed: 2 });
+      const heads = new Heads(cut, { groups, outputs: 5, init: 'fresh', seed: 2 });
       const before = heads.trainable.map((v) => v.dataSync().slice());
       const optimizer = createOptimizer('sgd', 0.5);
       const loss = tf.tidy(() => {
         const { features: [f] } = trunk.run(x, false);
-        const grouped = f!.reshape([GROUPS, K, ...f!.shape.slice(1)]);
+        const grouped = f!.reshape([groups, k, ...f!.shape.slice(1)]);
         const [value, hits] = headsStep(heads, optimizer, grouped, labels, mask, 0);
         hits.dispose();
         return value.dataSync()[0]!;
@@ -211,5 +213,20 @@ describe('dilated convolution gradients', () => {
     expect(maxDiff(dx!, rx!)).toBeLessThan(1e-4);
     expect(maxDiff(dw!, rw!)).toBeLessThan(1e-4);
     tf.dispose([x, filter, weight, dx!, dw!, rx!, rw!]);
+  });
+});
+
+describe('layers TF.js cannot run', () => {
+  it('end as FAILED_PRECONDITION naming the pass and the backend, never as an internal error', async () => {
+    // TF.js builds a causal Conv1D but has no implementation of it: the forward pass throws.
+    const model = tf.sequential({ layers: [
+      tf.layers.conv1d({ inputShape: [8, 2], filters: 3, kernelSize: 2, padding: 'causal' }),
+      tf.layers.flatten(), tf.layers.dense({ units: 2, activation: 'softmax' }),
+    ] });
+    const dataset = { x: new Float32Array(20 * 16).map((_, i) => Math.sin(i)), xShape: [20, 8, 2], y: Int32Array.from({ length: 20 }, (_, i) => i % 2) };
+    const attempt = run({ model: await toArtifacts(model), dataset }, { copyDepths: [1], epochs: 1 });
+    await expect(attempt).rejects.toThrow(FailedPreconditionError);
+    await expect(attempt).rejects.toThrow(/model: the model's inference pass failed on the wasm backend: .*CAUSAL padding/);
+    model.dispose();
   });
 });

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { FailedPreconditionError, InvalidArgumentError, MemometerError } from '../../errors.js';
+import { InvalidArgumentError, MemometerError } from '../../errors.js';
+import { onBackend } from '../backend/failures.js';
 import type { Cut } from '../model/cut.js';
 import { copyLayer } from '../model/copy.js';
 import { hash32, Stream } from '../random.js';
@@ -132,25 +133,17 @@ export class Heads {
       for (const layer of this.cut.layers) {
         const inputs = layer.inboundNodes[0]!.inputTensors.map((t) => values.get(t.id)!);
         const op = this.ops.get(layer);
-        last = op ? this.run(layer, op, inputs, training) : inputs[0]!;
+        last = op
+          ? onBackend(`heads at copy depth ${this.cut.depth}: layer ${layer.name} (${layer.getClassName()})`, () => op.apply(inputs, training))
+          : inputs[0]!;
         values.set((layer.output as tf.SymbolicTensor).id, last);
       }
       return last;
     });
   }
 
-  /** One layer's step; a failure inside TF.js names the layer and the backend. */
-  private run(layer: tf.layers.Layer, op: StackedOp, inputs: tf.Tensor[], training: boolean): tf.Tensor {
-    try {
-      return op.apply(inputs, training);
-    } catch (error) {
-      if (error instanceof MemometerError) throw error;
-      throw new FailedPreconditionError(
-        `heads at copy depth ${this.cut.depth}: layer ${layer.name} (${layer.getClassName()}) failed on the ${tf.getBackend()} backend: ${message(error)}`,
-        'model',
-        { cause: error },
-      );
-    }
+  get depth(): number {
+    return this.cut.depth;
   }
 
   get parameterCount(): number {

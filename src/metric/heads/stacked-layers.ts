@@ -78,12 +78,13 @@ export function perHeadOp(copies: tf.layers.Layer[]): StackedOp {
   return {
     trainable: copies.flatMap((copy) => copy.trainableWeights.map((w) => w.read() as tf.Variable)),
     apply(inputs, training) {
-      const slices = inputs.map((x) => tf.unstack(x));
+      // Slices rather than tf.unstack: TF.js's Unpack gradient fails on a head axis of size 1.
+      const own = (g: number) => inputs.map((x) => x.slice([g], [1]).squeeze([0]));
       const outputs = copies.map((copy, g) => {
-        const own = slices.map((s) => s[g]!);
-        return copy.apply(own.length === 1 ? own[0]! : own, { training }) as tf.Tensor;
+        const slices = own(g);
+        return (copy.apply(slices.length === 1 ? slices[0]! : slices, { training }) as tf.Tensor).expandDims(0);
       });
-      return tf.stack(outputs);
+      return tf.concat(outputs);
     },
     dispose: () => copies.forEach((copy) => copy.weights.forEach((w) => w.dispose())),
   };

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { onBackend } from '../backend/failures.js';
 import type { InputValues } from '../dataset.js';
 import { Heads, type HeadsOptions } from '../heads/heads.js';
 import type { Cut } from '../model/cut.js';
@@ -31,9 +32,27 @@ export interface HeadTraining {
 }
 
 /**
- * One optimisation step of the heads on L_rnd (only their variables are differentiated).
- * Returns the loss and the number of correct random labels; call inside tf.tidy.
+ * L_rnd of the heads on `x` with gradients for the heads' variables only, and the number of
+ * correct random labels; call inside tf.tidy.
  */
+export function headsGradients(
+  heads: Heads,
+  x: tf.Tensor,
+  labels: tf.Tensor,
+  mask: tf.Tensor,
+): { value: tf.Scalar; grads: tf.NamedTensorMap; hits: tf.Scalar } {
+  let hits: tf.Scalar | undefined;
+  const { value, grads } = onBackend(`the heads' backward pass at copy depth ${heads.depth}`, () =>
+    tf.variableGrads(() => {
+      const logits = heads.apply(x, true);
+      hits = tf.keep(correctCount(logits, labels, mask));
+      return randomLabelLoss(logits, labels, mask);
+    }, heads.trainable),
+  );
+  return { value, grads, hits: hits! };
+}
+
+/** One optimisation step of the heads on L_rnd; returns the loss and the correct count. */
 export function headsStep(
   heads: Heads,
   optimizer: tf.Optimizer,
@@ -42,14 +61,9 @@ export function headsStep(
   mask: tf.Tensor,
   weightDecay: number,
 ): [tf.Scalar, tf.Scalar] {
-  let hits: tf.Scalar | undefined;
-  const { value, grads } = tf.variableGrads(() => {
-    const logits = heads.apply(x, true);
-    hits = tf.keep(correctCount(logits, labels, mask));
-    return randomLabelLoss(logits, labels, mask);
-  }, heads.trainable);
+  const { value, grads, hits } = headsGradients(heads, x, labels, mask);
   applyGradients(optimizer, grads, heads.trainable, weightDecay);
-  return [value, hits!];
+  return [value, hits];
 }
 
 /** The event that closes an epoch: what every training loop reports, plus its own scores. */

@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
+import { onBackend } from '../backend/failures.js';
 import { Heads, type HeadsOptions } from '../heads/heads.js';
 import type { Split } from '../prepare.js';
 import { Tally } from '../score.js';
 import type { EpochEvent } from '../types.js';
 import { GroupedBatches, gatherRows, gatherValues } from './batches.js';
-import { epochEvent, type HeadTraining } from './frozen.js';
-import { classLoss, correctCount, forgetLoss, randomLabelLoss } from './losses.js';
+import { epochEvent, headsGradients, type HeadTraining } from './frozen.js';
+import { classLoss, correctCount, forgetLoss } from './losses.js';
 import { applyGradients, createOptimizer } from './optimizer.js';
 import { checkCancelled, DivergenceGuard, valuesTensor, yieldToEventLoop } from './step.js';
 import type { Trunk } from './trunk.js';
@@ -57,7 +58,8 @@ export async function* trainJoint(
           const grouped = (f: tf.Tensor) => f.reshape([groups, k, ...f.shape.slice(1)]);
           const kept: { features?: tf.Tensor[]; correct?: tf.Scalar; classLoss?: tf.Scalar; forget: tf.Scalar[] } = { forget: [] };
 
-          const model = tf.variableGrads(() => {
+          // The backward pass through the model's own layers: TF.js may lack a gradient there.
+          const model = onBackend("the model's backward pass", () => tf.variableGrads(() => {
             const { features, output } = trunk.run(x, true);
             kept.features = features.map((f) => tf.keep(grouped(f)));
             kept.correct = tf.keep(correctCount(output, y, flatMask));
@@ -67,17 +69,9 @@ export async function* trainJoint(
             const forget = heads.map((h, d) => forgetLoss(h.apply(kept.features![d]!, true), r, mask));
             kept.forget = forget.map((f) => tf.keep(f));
             return lClass.add(tf.addN(forget).mul(training.lambda)) as tf.Scalar;
-          }, modelVars);
+          }, modelVars));
 
-          const headResults = heads.map((h, d) => {
-            let hits: tf.Scalar | undefined;
-            const { value, grads } = tf.variableGrads(() => {
-              const logits = h.apply(kept.features![d]!, true);
-              hits = tf.keep(correctCount(logits, r, mask));
-              return randomLabelLoss(logits, r, mask);
-            }, h.trainable);
-            return { value, grads, hits: hits! };
-          });
+          const headResults = heads.map((h, d) => headsGradients(h, kept.features![d]!, r, mask));
           const grads = Object.assign({}, model.grads, ...headResults.map((h) => h.grads));
           applyGradients(optimizer, grads, [...modelVars, ...headVars], training.weightDecay);
           tf.dispose(kept.features);

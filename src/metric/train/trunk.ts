@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../../errors.js';
+import { onBackend } from '../backend/failures.js';
 import { firstNonFinite, shapeSize, type InputValues } from '../dataset.js';
 import type { Cut } from '../model/cut.js';
 import type { Split } from '../prepare.js';
@@ -41,7 +42,9 @@ export class Trunk {
 
   /** Features per cut and the model output for a batch [B, ...input shape]. */
   run(x: tf.Tensor, training: boolean): { features: tf.Tensor[]; output: tf.Tensor } {
-    const results = this.runner.apply(x, { training }) as tf.Tensor | tf.Tensor[];
+    const results = onBackend(`the model's ${training ? 'training' : 'inference'} pass`, () => this.runner.apply(x, { training })) as
+      | tf.Tensor
+      | tf.Tensor[];
     const all = Array.isArray(results) ? results : [results];
     return {
       features: this.slots.map((slot) => (slot < 0 ? x : all[slot]!)),
