@@ -352,3 +352,12 @@ describe('.npz', () => {
 function encodeNpzRaw(name: string, data: Uint8Array): Uint8Array {
   return handZip([{ name, data, method: 0 }]);
 }
+
+describe('.npz in a Node Buffer', () => {
+  it('reads stored arrays from a Buffer that views a larger allocation (Buffer#slice does not copy)', () => {
+    const x: NumericArray = { data: Float32Array.from({ length: 12 }, (_, i) => i / 4), shape: [3, 4] };
+    const stored = encodeNpz({ x }, { compress: false });
+    const inside = Buffer.concat([Buffer.alloc(13, 7), Buffer.from(stored)]).subarray(13);
+    expect(Array.from(parseNpz(inside).get('x')!.data as Float32Array)).toEqual(Array.from(x.data as Float32Array));
+  });
+});

@@ -383,7 +383,8 @@ export function decodeItems(
   count: number,
   littleEndian: boolean,
 ): NumericTypedArray {
-  const copy = bytes.slice(0, count * itemSize);
+  // new Uint8Array(view) copies; Buffer#slice (a Node Buffer is a Uint8Array) would not.
+  const copy = new Uint8Array(bytes.subarray(0, count * itemSize));
   if (itemSize > 1 && littleEndian !== HOST_LITTLE_ENDIAN) byteSwap(copy, itemSize);
   return typedArrayOf(dtype, copy.buffer, count);
 }
