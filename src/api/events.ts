@@ -1,8 +1,10 @@
 /** Engine events and results as API messages, and back (for clients that display them). */
 import type {
   DepthResult as EngineDepthResult,
+  ImageLayout,
   MeasurementEvent,
   MeasurementResult as EngineResult,
+  ModelInfo,
 } from '../metric/types.js';
 import type { DepthResult, MeasureMemorizationResponse, MeasurementResult } from '../gen/memometer/v1/memometer.js';
 import { MODES, nameOf, SHARINGS, toProto } from './request.js';
@@ -68,6 +70,10 @@ export function progressToProto(event: Exclude<MeasurementEvent, { type: 'done' 
             heldOutSamples: event.samples.heldOut,
             heldOutSource: event.samples.heldOutSource,
             numClasses: event.numClasses,
+            modelFormat: event.model.format,
+            modelNotes: event.model.notes,
+            modelInputLayout: event.model.inputLayout,
+            datasetLayout: event.datasetLayout,
             estimatedBytes: event.estimatedBytes,
           },
         },
@@ -95,6 +101,8 @@ export function progressFromProto(message: MeasureMemorizationResponse): Measure
       copyDepths: p.copyDepths, headsPerDepth: p.headsPerDepth, headParameters: p.headParameters,
       samples: { train: p.trainSamples, heldOut: p.heldOutSamples, heldOutSource: p.heldOutSource as 'test' | 'train-split' },
       numClasses: p.numClasses, estimatedBytes: p.estimatedBytes,
+      model: { format: p.modelFormat as ModelInfo['format'], notes: p.modelNotes, inputLayout: p.modelInputLayout as ImageLayout },
+      datasetLayout: p.datasetLayout as ImageLayout,
     };
   }
   return undefined;

@@ -8,7 +8,7 @@ import { measure } from '../metric/measure.js';
 import type { MeasurementResult } from '../metric/types.js';
 import { loadServerConfig } from '../server/config.js';
 import { startServer } from '../server/server.js';
-import { readLocalDataset, readLocalModel } from './local-files.js';
+import { readLocalDataset, readLocalModelSource } from './local-files.js';
 import { describeForCli, measureOptionsFrom, parseMeasureArgs, type MeasureValues } from './measure-flags.js';
 import { measureRemotely } from './remote.js';
 import { formatResult, Progress } from './report.js';
@@ -57,10 +57,11 @@ function interruptSignal(): AbortSignal {
 
 async function measureLocally(values: MeasureValues, options: ReturnType<typeof measureOptionsFrom>, progress?: Progress) {
   const backend = await initBackend(values.backend ? parseBackendRequest(values.backend, '--backend') : undefined);
-  const model = await readLocalModel(values.model ?? EXAMPLE_MODEL);
+  const model = await readLocalModelSource(values.model ?? EXAMPLE_MODEL);
   const dataset = await readLocalDataset(values.dataset ?? EXAMPLE_DATASET);
   let result: MeasurementResult | undefined;
-  for await (const event of measure({ model, dataset }, { ...options, signal: interruptSignal() })) {
+  const input = { model: model.artifacts, dataset, source: model.info };
+  for await (const event of measure(input, { ...options, signal: interruptSignal() })) {
     progress?.show(event);
     if (event.type === 'done') result = event.result;
   }

@@ -3,7 +3,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../metric/dataset.js';
 import { readDataset } from '../storage/dataset-reader.js';
 import { FileStore } from '../storage/file-store.js';
-import { readModelArtifacts } from '../storage/model-reader.js';
+import { readModel, type ModelSource } from '../storage/model-source.js';
 
 /** A local path as a store (its folder) and a key (its name): the CLI reads files freely. */
 function locate(filePath: string): { store: FileStore; key: string } {
@@ -11,10 +11,15 @@ function locate(filePath: string): { store: FileStore; key: string } {
   return { store: new FileStore(path.dirname(absolute)), key: path.basename(absolute) };
 }
 
-/** model.json (or a folder holding it) and its weight shards. */
-export function readLocalModel(modelPath: string): Promise<tf.io.ModelArtifacts> {
+/** A model file of any supported format (ONNX, .keras, .h5, model.json) or a folder holding model.json. */
+export function readLocalModelSource(modelPath: string): Promise<ModelSource> {
   const { store, key } = locate(modelPath);
-  return readModelArtifacts(store, key);
+  return readModel(store, key);
+}
+
+/** The model at `modelPath` as TF.js artifacts. */
+export async function readLocalModel(modelPath: string): Promise<tf.io.ModelArtifacts> {
+  return (await readLocalModelSource(modelPath)).artifacts;
 }
 
 /** An .npz file or a folder of IDX files. */

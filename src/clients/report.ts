@@ -10,7 +10,10 @@ export class Progress {
     let line: string | undefined;
     if (event.type === 'planned') {
       line = `planned: ${event.mode} mode, ${event.heads} heads (${event.headsPerDepth} per depth) at depths ${event.copyDepths.join(', ')}, ` +
-        `${event.samples.train} training samples, backend ${event.backend}`;
+        `${event.samples.train} training samples, backend ${event.backend}` +
+        (event.model?.format && event.model.format !== 'tfjs' ? `; ${event.model.format} model (takes ${event.model.inputLayout} images)` : '') +
+        (event.datasetLayout === 'NCHW' ? '; NCHW images transposed to NHWC' : '') +
+        (event.model?.notes ?? []).map((note) => `\n  note: ${note}`).join('');
     } else if (event.type === 'features') {
       line = `features: ${event.samples} samples in ${event.seconds.toFixed(1)} s`;
     } else if (event.type === 'epoch') {

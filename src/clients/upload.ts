@@ -5,10 +5,10 @@ import { writeModelArtifacts } from '../storage/model-reader.js';
 import { createS3Client, parseS3Uri, s3ConfigFromEnv } from '../storage/s3-config.js';
 import { S3Store } from '../storage/s3-store.js';
 import { joinKey } from '../storage/store.js';
-import { readLocalModel } from './local-files.js';
+import { readLocalModelSource } from './local-files.js';
 
 /**
- * `memometer upload`: puts a local model (checked and re-written as model.json + one shard) and a
+ * `memometer upload`: puts a local model (checked; TF.js ones re-written as model.json + one shard) and a
  * dataset (an .npz file, or a folder of IDX files) under an s3:// prefix; returns their URIs.
  */
 export async function uploadToBucket(to: string, local: { model?: string; dataset?: string }): Promise<{ modelUri?: string; datasetUri?: string }> {
@@ -16,8 +16,12 @@ export async function uploadToBucket(to: string, local: { model?: string; datase
   const store = new S3Store(createS3Client(s3ConfigFromEnv()), bucket);
   const uris: { modelUri?: string; datasetUri?: string } = {};
   if (local.model) {
-    const modelKey = joinKey(prefix, 'model');
-    await writeModelArtifacts(store, modelKey, await readLocalModel(local.model));
+    const source = await readLocalModelSource(local.model);
+    // ONNX and Keras files go up as they are (the server converts them and can write a
+    // fine-tuned ONNX back); TF.js models as model.json + one shard.
+    const modelKey = source.file ? joinKey(prefix, source.file.name) : joinKey(prefix, 'model');
+    if (source.file) await store.put(modelKey, source.file.bytes);
+    else await writeModelArtifacts(store, modelKey, source.artifacts);
     uris.modelUri = `s3://${bucket}/${modelKey}`;
   }
   if (local.dataset) {

@@ -12,12 +12,16 @@ import { evaluateHeads, trainHeadsFrozen, type Features, type HeadTraining } fro
 import { trainJoint } from './train/joint.js';
 import { OPTIMIZER_SLOTS } from './train/optimizer.js';
 import { extractFeatures, Trunk, type ExtractedFeatures } from './train/trunk.js';
-import type { DepthResult, EpochEvent, MeasureOptions, MeasurementEvent, PlanEvent, SeedScore } from './types.js';
+import type { DepthResult, EpochEvent, MeasureOptions, MeasurementEvent, ModelInfo, PlanEvent, SeedScore } from './types.js';
 
 export interface MeasureInput {
   model: tf.io.ModelArtifacts;
   dataset: Dataset;
+  /** Where the model came from; a TF.js LayersModel when absent. */
+  source?: ModelInfo;
 }
+
+const TFJS_MODEL: ModelInfo = { format: 'tfjs', notes: [], inputLayout: 'NHWC' };
 
 const EXTRACT_CHUNK = 256;
 const BYTES = 4;
@@ -174,6 +178,7 @@ export async function* measure(input: MeasureInput, given: Partial<MeasureOption
     yield {
       type: 'planned', backend: tf.getBackend(), mode: options.mode, heads: options.heads, copyDepths: options.copyDepths,
       headsPerDepth: lay.groups, headParameters, samples, numClasses, estimatedBytes,
+      model: input.source ?? TFJS_MODEL, datasetLayout: data.layout,
     };
 
     const labelsFor = (seed: number) => ({

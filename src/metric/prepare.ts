@@ -3,6 +3,7 @@ import { assertFiniteInputs, firstNonFinite, formatShape, shapeSize, type Datase
 import type { TokenInput } from './model/load.js';
 import { shuffleInPlace, Stream } from './random.js';
 import { gatherRows } from './train/batches.js';
+import type { ImageLayout } from './types.js';
 
 /** Affine input scaling applied once before training: ((x * scale + offset) - mean[c]) / std[c]. */
 export interface InputScaling {
@@ -29,6 +30,8 @@ export interface PreparedData {
   heldOut: Split;
   /** Where the held-out split came from: the dataset's test arrays, or carved from training. */
   heldOutSource: 'test' | 'train-split';
+  /** How the data set's images were laid out (NCHW ones were transposed to NHWC). */
+  layout: ImageLayout;
 }
 
 export interface PrepareOptions {
@@ -46,15 +49,33 @@ export interface PrepareOptions {
 
 const squeeze = (shape: number[]) => shape.filter((d) => d !== 1).join(',');
 
-/** The dataset's sample shape must match the model input up to axes of size 1. */
-function checkSampleShape(sample: number[], input: number[], field: string): void {
-  if (sample.join(',') === input.join(',')) return;
-  if (squeeze(sample) !== squeeze(input)) {
-    throw new InvalidArgumentError(
-      `sample shape ${formatShape(sample)} does not match the model input shape ${formatShape(input)}`,
-      field,
-    );
+/**
+ * The dataset's sample shape must match the model input up to axes of size 1, or be its
+ * channels-first permutation ([C, H, W] for an [H, W, C] input: NCHW images, as PyTorch keeps
+ * them), which is then transposed.
+ */
+function sampleLayout(sample: number[], input: number[], field: string): ImageLayout {
+  if (sample.join(',') === input.join(',') || squeeze(sample) === squeeze(input)) return 'NHWC';
+  const [h, w, c] = input;
+  if (input.length === 3 && sample.join(',') === [c, h, w].join(',')) return 'NCHW';
+  throw new InvalidArgumentError(
+    `sample shape ${formatShape(sample)} does not match the model input shape ${formatShape(input)}` +
+      (input.length === 3 ? ` (NHWC) or its NCHW form ${formatShape([c!, h!, w!])}` : ''),
+    field,
+  );
+}
+
+/** [rows, C, H, W] -> [rows, H, W, C], row by row. */
+function channelsLast<T extends InputValues>(values: T, [h, w, c]: number[]): T {
+  const out = new (values.constructor as new (n: number) => T)(values.length);
+  const plane = h! * w!;
+  const size = plane * c!;
+  for (let base = 0; base < values.length; base += size) {
+    for (let ch = 0; ch < c!; ch++) {
+      for (let p = 0; p < plane; p++) out[base + p * c! + ch] = values[base + ch * plane + p]!;
+    }
   }
+  return out;
 }
 
 function checkLabels(y: Int32Array, numClasses: number, field: string): void {
@@ -127,14 +148,15 @@ function tokenIds(x: InputValues, shape: number[], field: string, tokens: TokenI
 function source(x: InputValues, y: Int32Array, shape: number[], fields: [string, string], options: PrepareOptions) {
   const { inputShape, numClasses, tokens } = options;
   const [xField, yField] = fields;
-  checkSampleShape(shape.slice(1), inputShape, xField);
+  const layout = sampleLayout(shape.slice(1), inputShape, xField);
   checkLabels(y, numClasses, yField);
   assertFiniteInputs(x, shape, xField);
   const values = tokens ? tokenIds(x, shape, xField, tokens) : x;
   const rowSize = shapeSize(inputShape);
   const channels = inputShape[inputShape.length - 1] ?? 1;
-  return (rows: Int32Array): Split => {
-    const gathered = gatherRows(values, rowSize, rows);
+  const split = (rows: Int32Array): Split => {
+    const picked = gatherRows(values, rowSize, rows);
+    const gathered = layout === 'NCHW' ? channelsLast(picked, inputShape) : picked;
     return {
       x: tokens ? gathered : scale(gathered, channels, options.inputScaling, rows, xField),
       y: Int32Array.from(rows, (r) => y[r]!),
@@ -143,6 +165,7 @@ function source(x: InputValues, y: Int32Array, shape: number[], fields: [string,
       sampleShape: inputShape,
     };
   };
+  return Object.assign(split, { layout });
 }
 
 /** A seeded random subset of [0, m) of at most `max` rows, in ascending order. */
@@ -170,6 +193,7 @@ export function prepareData(ds: Dataset, options: PrepareOptions): PreparedData 
       train: train(pick(m, options.maxSamples, seed)),
       heldOut: test(pick(ds.yTest.length, options.maxSamples, seed)),
       heldOutSource: 'test',
+      layout: train.layout,
     };
   }
   const f = options.heldOutFraction;
@@ -185,5 +209,6 @@ export function prepareData(ds: Dataset, options: PrepareOptions): PreparedData 
     train: train(trainRows.slice(0, limit).sort()),
     heldOut: train(rows.slice(0, Math.min(heldCount, limit)).sort()),
     heldOutSource: 'train-split',
+    layout: train.layout,
   };
 }

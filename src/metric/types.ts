@@ -58,6 +58,19 @@ export interface PlanEvent {
   samples: { train: number; heldOut: number; heldOutSource: 'test' | 'train-split' };
   numClasses: number;
   estimatedBytes: number;
+  /** Where the model came from, and what its conversion changed or assumed. */
+  model: ModelInfo;
+  /** How the data set's images were laid out ('NCHW' ones are transposed to the model's NHWC). */
+  datasetLayout: ImageLayout;
+}
+
+export type ImageLayout = 'NHWC' | 'NCHW';
+
+export interface ModelInfo {
+  format: 'tfjs' | 'onnx' | 'keras';
+  notes: string[];
+  /** The layout the original model takes images in: ONNX models are NCHW. */
+  inputLayout: ImageLayout;
 }
 
 export interface FeaturesEvent {

@@ -10,7 +10,8 @@ import {
   MeasurementState,
 } from '../gen/memometer/v1/memometer.js';
 import { readDataset } from '../storage/dataset-reader.js';
-import { readModelArtifacts, writeModelArtifacts } from '../storage/model-reader.js';
+import { writeModelArtifacts } from '../storage/model-reader.js';
+import { readModel } from '../storage/model-source.js';
 import { joinKey } from '../storage/store.js';
 import { MeasurementTracing, withSpan } from '../telemetry/spans.js';
 import type { ServerConfig } from './config.js';
@@ -65,8 +66,8 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
     const model = locations.resolve(request.modelUri, 'model_uri');
     const data = locations.resolve(request.datasetUri, 'dataset_uri');
     const output = request.outputUri ? locations.resolve(request.outputUri, 'output_uri') : undefined;
-    const artifacts = await withSpan('memometer.model.download', { model_uri: model.uri }, () =>
-      readModelArtifacts(model.store, model.key), ctx.traceContext,
+    const source = await withSpan('memometer.model.download', { model_uri: model.uri }, () =>
+      readModel(model.store, model.key), ctx.traceContext,
     );
     const dataset = await withSpan('memometer.dataset.download', { dataset_uri: data.uri }, () =>
       readDataset(byteLimited(data.store, config.maxDatasetBytes, 'dataset_uri'), data.key), ctx.traceContext,
@@ -81,7 +82,7 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
       mode: ctx.options.mode ?? 'frozen',
       n: ctx.options.numRandomLabels,
     });
-    for await (const event of measure({ model: artifacts, dataset }, { ...ctx.options, memoryBudgetBytes: config.memoryBudgetBytes, signal })) {
+    for await (const event of measure({ model: source.artifacts, dataset, source: source.info }, { ...ctx.options, memoryBudgetBytes: config.memoryBudgetBytes, signal })) {
       tracing.onEvent(event);
       if (event.type === 'planned') backend = event.backend;
       if (event.type === 'epoch' && (await cancelledElsewhere())) {
@@ -93,13 +94,17 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
       }
       const reportKey = output ? joinKey(output.key, 'report.json') : '';
       const modelKey = output && event.fineTunedModel ? joinKey(output.key, 'model') : '';
+      // An ONNX model is also written back as ONNX; its URI is the one the result names.
+      const file = event.fineTunedModel && source.fineTunedFile?.(event.fineTunedModel);
+      const fileKey = output && file ? joinKey(output.key, file.name) : '';
       const result = resultToProto(event.result, {
         backend,
         reportUri: output ? output.uriOf(reportKey) : '',
-        fineTunedModelUri: output && modelKey ? output.uriOf(modelKey) : '',
+        fineTunedModelUri: output && (fileKey || modelKey) ? output.uriOf(fileKey || modelKey) : '',
       });
       if (output) {
         if (event.fineTunedModel) await writeModelArtifacts(output.store, modelKey, event.fineTunedModel);
+        if (file) await output.store.put(fileKey, file.bytes);
         const report = {
           measurementId: m.measurementId,
           request: MeasureMemorizationRequest.toJSON(request),

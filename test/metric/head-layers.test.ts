@@ -230,3 +230,17 @@ describe('layers TF.js cannot run', () => {
     model.dispose();
   });
 });
+
+describe('linear dilated convolutions (the fused path TF.js layers take while training)', () => {
+  it('fine-tune in joint mode and train in heads', async () => {
+    const model = tf.sequential({ layers: [
+      tf.layers.conv2d({ inputShape: [10, 10, 2], filters: 3, kernelSize: 3, dilationRate: 2, ...seeded(1) }),
+      tf.layers.depthwiseConv2d({ kernelSize: 3, dilationRate: 2, padding: 'same', depthwiseInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+      tf.layers.flatten(), tf.layers.dense({ units: 2, activation: 'softmax', ...seeded(3) }),
+    ] });
+    const dataset = { x: new Float32Array(24 * 200).map((_, i) => Math.sin(i * 0.7)), xShape: [24, 10, 10, 2], y: Int32Array.from({ length: 24 }, (_, i) => i % 2) };
+    const { result } = await run({ model: await toArtifacts(model), dataset }, { copyDepths: [1, 2, 3, 4], epochs: 1, mode: 'joint', batchSize: 8 });
+    expect(result.depths.map((d) => d.copyDepth)).toEqual([1, 2, 3, 4]);
+    model.dispose();
+  });
+});

@@ -85,6 +85,7 @@ const events: MeasurementEvent[] = [
   {
     type: 'planned', backend: 'wasm', mode: 'frozen', heads: 'shared', copyDepths: [1], headsPerDepth: 1, headParameters: [650],
     samples: { train: 100, heldOut: 20, heldOutSource: 'train-split' }, numClasses: 10, estimatedBytes: 1e6,
+    model: { format: 'tfjs', notes: [], inputLayout: 'NHWC' }, datasetLayout: 'NHWC',
   },
   { type: 'features', seconds: 0.01, samples: 120 },
   { type: 'epoch', seed: 7, copyDepth: 1, epoch: 1, epochs: 1, randomLabelAccuracy: 0.2, losses: { randomLabel: 2.2 }, samplesPerSecond: 900 },

@@ -31,7 +31,7 @@ function steppingClock(start = Date.UTC(2025, 0, 1)) {
 const plan: PlanEvent = {
   type: 'planned', backend: 'wasm', mode: 'frozen', heads: 'per-class', copyDepths: [1, 2], headsPerDepth: 10,
   headParameters: [6_500, 120_000], samples: { train: 2000, heldOut: 500, heldOutSource: 'test' }, numClasses: 10,
-  estimatedBytes: 50_000_000,
+  estimatedBytes: 50_000_000, model: { format: 'onnx', notes: [], inputLayout: 'NCHW' }, datasetLayout: 'NCHW',
 };
 
 const epoch = (copyDepth: number, n: number, extra: Partial<EpochEvent> = {}): EpochEvent => ({

@@ -5,6 +5,9 @@
  * whose filter has (d - 1) zeros between taps, so these gradients run TF.js's own undilated
  * gradient on that spread filter and read the filter gradient back at the tap positions.
  * Backend-independent: gradients are composed of ops.
+ *
+ * Layers run a linear conv through tf.fused.conv2d / depthwiseConv2d even while training, and
+ * the fused ops' own gradients refuse dilation too: dilated ones are routed to the plain ops.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Conv2D, DepthwiseConv2dNative, getGradient, registerGradient, type GradConfig, type NamedAttrMap } from '@tensorflow/tfjs-core';
@@ -49,10 +52,51 @@ const registered = new Map<string, GradConfig>();
 
 /** Replaces the Conv2D and DepthwiseConv2dNative gradients once per process. */
 export function registerDilatedConvGradients(): void {
+  routeDilatedFusedConvs();
   for (const kernelName of [Conv2D, DepthwiseConv2dNative]) {
     if (registered.has(kernelName) && getGradient(kernelName) === registered.get(kernelName)) continue;
     const config = withDilations(getGradient(kernelName));
     registerGradient(config);
     registered.set(kernelName, config);
   }
+}
+
+type FusedConvArgs = Parameters<typeof tf.fused.conv2d>[0];
+type FusedOps = { conv2d: (args: FusedConvArgs) => tf.Tensor4D; depthwiseConv2d: (args: FusedConvArgs) => tf.Tensor4D };
+
+/** The activations the fused ops take, applied after a plain convolution. */
+function activate(y: tf.Tensor, args: FusedConvArgs): tf.Tensor {
+  switch (args.activation ?? 'linear') {
+    case 'linear': return y;
+    case 'relu': return tf.relu(y);
+    case 'relu6': return tf.relu6(y);
+    case 'elu': return tf.elu(y);
+    case 'sigmoid': return tf.sigmoid(y);
+    case 'leakyrelu': return tf.leakyRelu(y, args.leakyreluAlpha);
+    case 'prelu': return tf.prelu(y, args.preluActivationWeights as tf.Tensor);
+    default: throw new Error(`unknown fused activation ${args.activation}`);
+  }
+}
+
+let fusedRouted = false;
+
+/** Routes dilated fused convolutions to plain ops, whose gradients handle dilation. */
+export function routeDilatedFusedConvs(): void {
+  if (fusedRouted) return;
+  fusedRouted = true;
+  const fused = tf.fused as unknown as FusedOps;
+  const route = (fusedOp: FusedOps['conv2d'], plain: (args: FusedConvArgs) => tf.Tensor): FusedOps['conv2d'] => (args) => {
+    const d = args.dilations ?? 1;
+    if ((typeof d === 'number' ? d : Math.max(...d)) <= 1) return fusedOp(args);
+    return tf.tidy(() => {
+      const y = plain(args);
+      return activate(args.bias ? tf.add(y, args.bias) : y, args) as tf.Tensor4D;
+    });
+  };
+  const conv2d = fused.conv2d;
+  const depthwise = fused.depthwiseConv2d;
+  fused.conv2d = route(conv2d, (a) => tf.conv2d(a.x as tf.Tensor4D, a.filter as tf.Tensor4D, a.strides, a.pad as 'same', a.dataFormat, a.dilations, a.dimRoundingMode));
+  fused.depthwiseConv2d = route(depthwise, (a) =>
+    tf.depthwiseConv2d(a.x as tf.Tensor4D, a.filter as tf.Tensor4D, a.strides, a.pad as 'same', a.dataFormat, a.dilations, a.dimRoundingMode),
+  );
 }

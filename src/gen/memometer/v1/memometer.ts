@@ -411,6 +411,19 @@ export interface MeasurementPlan {
   numClasses: number;
   /** Estimated memory of the measurement, in bytes. */
   estimatedBytes: number;
+  /** The model file's format: "tfjs", "onnx" or "keras". */
+  modelFormat: string;
+  /**
+   * What the conversion of an ONNX or Keras file changed or assumed (e.g. batch norm folded
+   * into convolutions by the exporter).
+   */
+  modelNotes: string[];
+  /**
+   * The layout the model expects for images ("NHWC" or "NCHW"; ONNX models are NCHW), and the
+   * layout the data set's images came in ("NHWC" or "NCHW"; NCHW images are transposed).
+   */
+  modelInputLayout: string;
+  datasetLayout: string;
 }
 
 /** Backbone features were computed once for all depths (frozen mode). */
@@ -1536,6 +1549,10 @@ function createBaseMeasurementPlan(): MeasurementPlan {
     heldOutSource: "",
     numClasses: 0,
     estimatedBytes: 0,
+    modelFormat: "",
+    modelNotes: [],
+    modelInputLayout: "",
+    datasetLayout: "",
   };
 }
 
@@ -1581,6 +1598,18 @@ export const MeasurementPlan: MessageFns<MeasurementPlan> = {
     }
     if (message.estimatedBytes !== 0) {
       writer.uint32(88).uint64(message.estimatedBytes);
+    }
+    if (message.modelFormat !== "") {
+      writer.uint32(98).string(message.modelFormat);
+    }
+    for (const v of message.modelNotes) {
+      writer.uint32(106).string(v!);
+    }
+    if (message.modelInputLayout !== "") {
+      writer.uint32(114).string(message.modelInputLayout);
+    }
+    if (message.datasetLayout !== "") {
+      writer.uint32(122).string(message.datasetLayout);
     }
     return writer;
   },
@@ -1706,6 +1735,38 @@ export const MeasurementPlan: MessageFns<MeasurementPlan> = {
             message.estimatedBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.modelFormat = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.modelNotes.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.modelInputLayout = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.datasetLayout = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1767,6 +1828,26 @@ export const MeasurementPlan: MessageFns<MeasurementPlan> = {
         : isSet(object.estimated_bytes)
         ? globalThis.Number(object.estimated_bytes)
         : 0,
+      modelFormat: isSet(object.modelFormat)
+        ? globalThis.String(object.modelFormat)
+        : isSet(object.model_format)
+        ? globalThis.String(object.model_format)
+        : "",
+      modelNotes: globalThis.Array.isArray(object?.modelNotes)
+        ? object.modelNotes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.model_notes)
+        ? object.model_notes.map((e: any) => globalThis.String(e))
+        : [],
+      modelInputLayout: isSet(object.modelInputLayout)
+        ? globalThis.String(object.modelInputLayout)
+        : isSet(object.model_input_layout)
+        ? globalThis.String(object.model_input_layout)
+        : "",
+      datasetLayout: isSet(object.datasetLayout)
+        ? globalThis.String(object.datasetLayout)
+        : isSet(object.dataset_layout)
+        ? globalThis.String(object.dataset_layout)
+        : "",
     };
   },
 
@@ -1805,6 +1886,18 @@ export const MeasurementPlan: MessageFns<MeasurementPlan> = {
     if (message.estimatedBytes !== 0) {
       obj.estimatedBytes = Math.round(message.estimatedBytes);
     }
+    if (message.modelFormat !== "") {
+      obj.modelFormat = message.modelFormat;
+    }
+    if (message.modelNotes?.length) {
+      obj.modelNotes = message.modelNotes;
+    }
+    if (message.modelInputLayout !== "") {
+      obj.modelInputLayout = message.modelInputLayout;
+    }
+    if (message.datasetLayout !== "") {
+      obj.datasetLayout = message.datasetLayout;
+    }
     return obj;
   },
 
@@ -1824,6 +1917,10 @@ export const MeasurementPlan: MessageFns<MeasurementPlan> = {
     message.heldOutSource = object.heldOutSource ?? "";
     message.numClasses = object.numClasses ?? 0;
     message.estimatedBytes = object.estimatedBytes ?? 0;
+    message.modelFormat = object.modelFormat ?? "";
+    message.modelNotes = object.modelNotes?.map((e) => e) || [];
+    message.modelInputLayout = object.modelInputLayout ?? "";
+    message.datasetLayout = object.datasetLayout ?? "";
     return message;
   },
 };

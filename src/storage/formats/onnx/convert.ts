@@ -165,6 +165,17 @@ class Converter {
     return name;
   }
 
+  /**
+   * Gives a linear Dense/Conv2D layer the activation that follows it, so a model ending in
+   * Gemm -> Softmax keeps its classifier as the last layer (copy depth 1), as in Keras.
+   */
+  fuseActivation(layer: string, activation: string): boolean {
+    const json = this.layers.find((l) => l.name === layer);
+    if (!json || !['Dense', 'Conv2D'].includes(json.class_name) || json.config.activation !== 'linear') return false;
+    json.config.activation = activation;
+    return true;
+  }
+
   set(name: string, layer: string, shape: (number | null)[], nonNegative = false): void {
     this.values.set(name, { kind: 'tensor', layer, shape, nonNegative });
   }
@@ -768,6 +779,7 @@ const softmax = (log: boolean): Op => (c, node, a) => {
     if (!isGraphOutput(c, out0(node))) fail(node, 'LogSoftmax is supported only as the model output');
     c.notes.push('the model ends in LogSoftmax: memometer reads its output as probabilities (softmax); argmax and losses are unchanged');
   }
+  if (c.consumersOf(node.input[0]!).length === 1 && c.fuseActivation(x.layer, 'softmax')) return c.set(out0(node), x.layer, x.shape, true);
   c.set(out0(node), c.layer('Softmax', base(node), { axis: -1 }, [x.layer]), x.shape, true);
 };
 
@@ -986,7 +998,8 @@ export async function convertOnnx(model: ModelProto, read?: ExternalReader): Pro
   const converter = new Converter(graph, Number(opset));
   await converter.run(read);
   const hasBn = graph.node.some((n) => n.opType === 'BatchNormalization');
-  const namesBn = graph.initializer.some((i) => /(^|[./_])(bn|batchnorm|norm)\d*[./_]|running_(mean|var)/i.test(i.name ?? ''));
+  // PyTorch names the weights it creates by folding batch norm into a Conv 'onnx::Conv_<n>'.
+  const namesBn = graph.initializer.some((i) => /(^|[./_])(bn|batchnorm)\d*[./_]|running_(mean|var)|^onnx::Conv_\d+$/i.test(i.name ?? ''));
   if (!hasBn && namesBn) {
     converter.notes.push('the file has no BatchNormalization nodes, though weight names suggest batch norm: the exporter folded it into the convolutions, so heads copy the folded layers');
   }
