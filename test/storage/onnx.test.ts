@@ -4,10 +4,15 @@
  * PyTorch exports (scripts/fixtures/make_onnx_models.py) must reproduce PyTorch's own outputs.
  */
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { readLocalModelSource } from '../../src/clients/local-files.js';
 import { InvalidArgumentError } from '../../src/errors.js';
+import { ModelProto, TensorProto_DataLocation } from '../../src/gen/onnx/onnx.js';
 import { loadModel } from '../../src/metric/model/load.js';
 import { parseNpz } from '../../src/storage/formats/npz.js';
 import { isOnnxFile, readOnnxModel } from '../../src/storage/formats/onnx/index.js';
@@ -95,4 +100,37 @@ describe('PyTorch exports', () => {
       model.dispose();
     },
   );
+});
+
+describe('ONNX external data (models over 2 GB keep their weights in files next to the model)', () => {
+  it('reads initializers from a file next to the model, at their offsets', async () => {
+    const original = readFileSync(`${MODELS}/cnn.onnx`);
+    const model = ModelProto.decode(original);
+    const chunks: Buffer[] = [Buffer.alloc(16)];
+    let offset = 16;
+    model.graph!.initializer = model.graph!.initializer.map((t) => {
+      const raw = Buffer.from(t.rawData!);
+      chunks.push(raw);
+      const entry = { location: 'cnn.weights', offset: String(offset), length: String(raw.length) };
+      offset += raw.length;
+      return {
+        ...t, rawData: Buffer.alloc(0), dataLocation: TensorProto_DataLocation.EXTERNAL,
+        externalData: Object.entries(entry).map(([key, value]) => ({ key, value })),
+      };
+    });
+    const dir = await mkdtemp(path.join(tmpdir(), 'memometer-onnx-'));
+    try {
+      await writeFile(path.join(dir, 'cnn.onnx'), ModelProto.encode(model).finish());
+      await writeFile(path.join(dir, 'cnn.weights'), Buffer.concat(chunks));
+      const external = await loadModel((await readLocalModelSource(path.join(dir, 'cnn.onnx'))).artifacts);
+      const inline = await converted(original, 'cnn.onnx');
+      const x = tf.randomUniform([2, 28, 28, 1], 0, 1, 'float32', 3);
+      expect(maxDiff(external.predict(x) as tf.Tensor, inline.predict(x) as tf.Tensor)).toBe(0);
+      tf.dispose([x]);
+      external.dispose();
+      inline.dispose();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
