@@ -40,6 +40,18 @@ async function outputs(bytes: Uint8Array): Promise<Float32Array> {
   return out[session.outputNames[0]!]!.data as Float32Array;
 }
 
+const FIXTURES = ['cnn', 'resnet_bn_folded', 'resnet_bn_kept', 'mobilenet', 'view_flatten', 'mlp_ln_gelu', 'pool_variants', 'pad_asym', 'convtranspose'];
+
+describe.each(FIXTURES)('the ONNX fixture %s as an s3:// model', (name) => {
+  it.each([Mode.MODE_FROZEN, Mode.MODE_JOINT])('is measured at depths 1-3 (mode %i)', async (mode) => {
+    await bucket.store.put(`fixtures/${name}.onnx`, readFileSync(`test/fixtures/onnx/${name}.onnx`));
+    const { result } = await service.client().measure({
+      ...request(mode, ''), modelUri: `s3://onnx-e2e/fixtures/${name}.onnx`, maxSamples: 40, batchSize: 20,
+    });
+    expect(result.depths.map((d) => d.copyDepth)).toEqual([1, 2, 3]);
+  });
+});
+
 describe('an ONNX model in object storage', () => {
   it('is measured in frozen mode; the plan says onnx and NCHW', async () => {
     const messages: MeasureMemorizationResponse[] = [];

@@ -86,17 +86,22 @@ describe('every ONNX op case', () => {
 
 describe('PyTorch exports', () => {
   it.each(['cnn', 'resnet_bn_folded', 'resnet_bn_kept', 'mobilenet', 'view_flatten', 'mlp_ln_gelu', 'pool_variants', 'pad_asym', 'convtranspose'])(
-    '%s reproduces PyTorch within 1e-4',
+    '%s equals PyTorch and onnxruntime within 1e-4',
     async (name) => {
-      const model = await converted(readFileSync(`${MODELS}/${name}.onnx`), `${name}.onnx`);
+      const bytes = readFileSync(`${MODELS}/${name}.onnx`);
+      const model = await converted(bytes, `${name}.onnx`);
       const arrays = parseNpz(readFileSync(`${MODELS}/${name}.npz`));
       const x = arrays.get('x')!;
       const y = arrays.get('y')!;
+      const session = await ort.InferenceSession.create(bytes);
+      const ran = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x.data as Float32Array, x.shape) });
       const input = toTf(x.data as Float32Array, x.shape);
       const actual = model.predict(input) as tf.Tensor;
-      const expected = tf.tensor(y.data as Float32Array, y.shape);
-      expect(maxDiff(actual, expected)).toBeLessThan(TOLERANCE);
-      tf.dispose([input, actual, expected]);
+      const torch = tf.tensor(y.data as Float32Array, y.shape);
+      const onnxruntime = tf.tensor(ran[session.outputNames[0]!]!.data as Float32Array, y.shape);
+      expect(maxDiff(actual, torch)).toBeLessThan(TOLERANCE);
+      expect(maxDiff(actual, onnxruntime)).toBeLessThan(TOLERANCE);
+      tf.dispose([input, actual, torch, onnxruntime]);
       model.dispose();
     },
   );
