@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { s3Env, s3Store, startTestService, type TestService } from '../support/service.js';
@@ -34,6 +35,18 @@ describe('memometer upload and measure --server', () => {
     for (const key of Object.keys(localReport)) expect(report).toHaveProperty(key);
     // Same seed, same data, same backend: the same scores.
     expect(report.depths[1].randomLabelAccuracy).toBe(localReport.depths[1].randomLabelAccuracy);
+  });
+
+  it('uploads an ONNX file as it is, and the service measures it in joint mode and writes it back as ONNX', async () => {
+    const upload = await cli('upload', '--to', 's3://cli/onnx', '--model', 'test/fixtures/onnx/mobilenet.onnx');
+    expect(upload.code, upload.stderr).toBe(0);
+    expect(JSON.parse(upload.stdout)).toEqual({ modelUri: 's3://cli/onnx/mobilenet.onnx' });
+    const original = await s3Store('cli').get('onnx/mobilenet.onnx');
+    expect(Buffer.from(original).equals(readFileSync('test/fixtures/onnx/mobilenet.onnx'))).toBe(true);
+    const remote = await cli('measure', '--server', service.address, '--model', 's3://cli/onnx/mobilenet.onnx', '--dataset', 'examples/fashion-mnist-2k.npz',
+      '--mode', 'joint', '--depth', '1,2', '--epochs', '1', '--max-samples', '60', '--output', 's3://cli/onnx/out', '--json', '--quiet', '--scale', String(1 / 255));
+    expect(remote.code, remote.stderr).toBe(0);
+    expect(JSON.parse(remote.stdout).fineTunedModelUri).toBe('s3://cli/onnx/out/model.onnx');
   });
 
   it('reports the service\'s status and exits 2 for a bad request', async () => {
