@@ -228,16 +228,24 @@ export function encodeNpz(
   options: EncodeNpzOptions = {},
 ): Uint8Array {
   const items = arrays instanceof Map ? [...arrays.entries()] : Object.entries(arrays as Record<string, NumericArray>);
+  return encodeZip(
+    items.map(([key, array]) => {
+      if (!key) throw new InvalidArgumentError('array names must be non-empty', 'arrays');
+      return [`${key}.npy`, encodeNpy(array, `${key}.npy`)] as const;
+    }),
+    options,
+  );
+}
+
+/** A ZIP archive of `entries` (name, bytes) in order, stored or deflated; fixed timestamps. */
+export function encodeZip(items: readonly (readonly [string, Uint8Array])[], options: EncodeNpzOptions = {}): Uint8Array {
   const enc = new TextEncoder();
   const locals: Uint8Array[] = [];
   const centrals: Uint8Array[] = [];
   let offset = 0;
   const DOS_DATE = (0 << 9) | (1 << 5) | 1; // 1980-01-01
-  for (const [key, array] of items) {
-    if (!key) throw new InvalidArgumentError('array names must be non-empty', 'arrays');
-    const entryName = `${key}.npy`;
+  for (const [entryName, data] of items) {
     const nameBytes = enc.encode(entryName);
-    const data = encodeNpy(array, entryName);
     const crc = crc32(data);
     const method = options.compress ? 8 : 0;
     const body = options.compress ? new Uint8Array(deflateRawSync(data)) : data;
@@ -279,7 +287,7 @@ export function encodeNpz(
     offset += local.length + body.length;
   }
   if (items.length >= 0xffff) {
-    throw new ResourceExhaustedError(`${items.length} arrays need ZIP64 (not supported)`, 'arrays');
+    throw new ResourceExhaustedError(`${items.length} entries need ZIP64 (not supported)`, 'arrays');
   }
   const cdSize = centrals.reduce((s, c) => s + c.length, 0);
   const eocd = new Uint8Array(22);
