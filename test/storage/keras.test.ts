@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { deflateRawSync } from 'node:zlib';
 
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,11 +7,11 @@ import { readLocalDataset } from '../../src/clients/local-files.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { loadModel } from '../../src/metric/model/load.js';
 import { isKerasFile, readKerasModel, toSnakeCase } from '../../src/storage/formats/keras.js';
-import { crc32, listZipEntries, parseNpz, readZipEntry } from '../../src/storage/formats/npz.js';
+import { encodeZip, listZipEntries, parseNpz, readZipEntry } from '../../src/storage/formats/npz.js';
 import { EXAMPLE_DATASET, run, SCALE_255, useWasm } from '../support/engine.js';
 
 const DIR = 'test/fixtures/keras';
-const FIXTURES = ['seq_cnn.keras', 'residual.keras', 'seq_cnn_legacy.h5'] as const;
+const FIXTURES = ['seq_cnn.keras', 'residual.keras', 'seq_cnn_legacy.h5', 'rnn.keras', 'rnn_legacy.h5', 'bidir_rnn.keras'] as const;
 
 const fixture = (file: string) => new Uint8Array(readFileSync(`${DIR}/${file}`));
 
@@ -23,58 +22,10 @@ function expected(file: string): { x: tf.Tensor; y: Float32Array; yShape: number
   return { x: tf.tensor(x.data as Float32Array, x.shape), y: y.data as Float32Array, yShape: y.shape };
 }
 
-/** A stored (uncompressed) ZIP archive, enough for hand-made broken .keras files. */
+/** A ZIP archive of `entries`, for hand-made broken .keras files. */
 function zip(entries: Record<string, Uint8Array | string>): Uint8Array {
   const enc = new TextEncoder();
-  const locals: Uint8Array[] = [];
-  const centrals: Uint8Array[] = [];
-  let offset = 0;
-  for (const [name, content] of Object.entries(entries)) {
-    const data = typeof content === 'string' ? enc.encode(content) : content;
-    const body = new Uint8Array(deflateRawSync(data));
-    const nameBytes = enc.encode(name);
-    const local = new Uint8Array(30 + nameBytes.length);
-    const lv = new DataView(local.buffer);
-    lv.setUint32(0, 0x04034b50, true);
-    lv.setUint16(4, 20, true);
-    lv.setUint16(8, 8, true);
-    lv.setUint32(14, crc32(data), true);
-    lv.setUint32(18, body.length, true);
-    lv.setUint32(22, data.length, true);
-    lv.setUint16(26, nameBytes.length, true);
-    local.set(nameBytes, 30);
-    const central = new Uint8Array(46 + nameBytes.length);
-    const cv = new DataView(central.buffer);
-    cv.setUint32(0, 0x02014b50, true);
-    cv.setUint16(4, 20, true);
-    cv.setUint16(6, 20, true);
-    cv.setUint16(10, 8, true);
-    cv.setUint32(16, crc32(data), true);
-    cv.setUint32(20, body.length, true);
-    cv.setUint32(24, data.length, true);
-    cv.setUint16(28, nameBytes.length, true);
-    cv.setUint32(42, offset, true);
-    central.set(nameBytes, 46);
-    locals.push(local, body);
-    centrals.push(central);
-    offset += local.length + body.length;
-  }
-  const cdSize = centrals.reduce((s, c) => s + c.length, 0);
-  const eocd = new Uint8Array(22);
-  const ev = new DataView(eocd.buffer);
-  ev.setUint32(0, 0x06054b50, true);
-  ev.setUint16(8, centrals.length, true);
-  ev.setUint16(10, centrals.length, true);
-  ev.setUint32(12, cdSize, true);
-  ev.setUint32(16, offset, true);
-  const parts = [...locals, ...centrals, eocd];
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let p = 0;
-  for (const part of parts) {
-    out.set(part, p);
-    p += part.length;
-  }
-  return out;
+  return encodeZip(Object.entries(entries).map(([name, content]) => [name, typeof content === 'string' ? enc.encode(content) : content] as const), { compress: true });
 }
 
 /** The entries of a fixture .keras archive, to rebuild it with changes. */
@@ -139,6 +90,25 @@ describe('Keras model files', () => {
     // The optimizer state saved with the trained Sequential model is not read as model weights.
     const seq = await readKerasModel(fixture('seq_cnn.keras'), 'seq_cnn.keras');
     expect(seq.weightSpecs!.map((w) => w.name)).toEqual(['conv2d/kernel', 'conv2d/bias', 'dense/kernel', 'dense/bias', 'dense_1/kernel', 'dense_1/bias']);
+  });
+
+  it('maps RNN cell variables and Bidirectional copies to the names TF.js gives them', async () => {
+    const rnnNames = ['lstm/kernel', 'lstm/recurrent_kernel', 'lstm/bias', 'gru/kernel', 'gru/recurrent_kernel', 'gru/bias', 'dense/kernel', 'dense/bias'];
+    for (const file of ['rnn.keras', 'rnn_legacy.h5']) {
+      const artifacts = await readKerasModel(fixture(file), file);
+      expect(artifacts.weightSpecs!.map((w) => w.name)).toEqual(rnnNames);
+      expect(artifacts.weightSpecs!.find((w) => w.name === 'gru/bias')!.shape).toEqual([24]);
+    }
+    const bidir = await readKerasModel(fixture('bidir_rnn.keras'), 'bidir_rnn.keras');
+    expect(bidir.weightSpecs!.map((w) => w.name)).toEqual([
+      'bidirectional/forward_lstm/kernel', 'bidirectional/forward_lstm/recurrent_kernel', 'bidirectional/forward_lstm/bias',
+      'bidirectional/backward_lstm/kernel', 'bidirectional/backward_lstm/recurrent_kernel', 'bidirectional/backward_lstm/bias',
+      'simple_rnn/kernel', 'simple_rnn/recurrent_kernel', 'simple_rnn/bias', 'dense/kernel', 'dense/bias',
+    ]);
+    const layers = (bidir.modelTopology as { config: { layers: { class_name: string; config: Record<string, unknown> }[] } }).config.layers;
+    const wrapper = layers.find((l) => l.class_name === 'Bidirectional')!.config;
+    expect(wrapper).not.toHaveProperty('backward_layer');
+    expect((wrapper['layer'] as { config: { name: string } }).config.name).toBe('lstm');
   });
 
   it('names weight groups as Keras does (naming.to_snake_case)', () => {
@@ -215,6 +185,26 @@ describe('broken Keras files', () => {
     entries['config.json'] = new TextEncoder().encode(text);
     const error = await rejection(readKerasModel(zip(entries), 'm.keras'));
     expect(error.message).toMatch(/unsupported class name MyFlatten \(layer flatten\)/);
+  });
+
+  it('a GRU with reset_after=True (the Keras 3 default), which TF.js cannot run', async () => {
+    const entries = unzip('rnn.keras');
+    const text = new TextDecoder().decode(entries['config.json']);
+    expect(text).toContain('"reset_after": false');
+    entries['config.json'] = new TextEncoder().encode(text.replace('"reset_after": false', '"reset_after": true'));
+    const error = await rejection(readKerasModel(zip(entries), 'm.keras'));
+    expect(error.message).toMatch(/unsupported GRU setting in layer gru: reset_after = true .*not supported by TF\.js 4\.22's GRU/);
+    expect(error.message).toMatch(/GRU\(\.\.\., reset_after=False\)/);
+  });
+
+  it('a Bidirectional layer whose backward layer is not the mirror of the forward one', async () => {
+    const entries = unzip('bidir_rnn.keras');
+    type Wrapped = { config: { units: number; activation: string } };
+    const config = JSON.parse(new TextDecoder().decode(entries['config.json'])) as { config: { layers: { class_name: string; config: { backward_layer: Wrapped } }[] } };
+    config.config.layers.find((l) => l.class_name === 'Bidirectional')!.config.backward_layer.config.activation = 'relu';
+    entries['config.json'] = new TextEncoder().encode(JSON.stringify(config));
+    const error = await rejection(readKerasModel(zip(entries), 'm.keras'));
+    expect(error.message).toMatch(/unsupported Bidirectional setting in layer bidirectional: its backward_layer is not the forward LSTM with go_backwards flipped/);
   });
 
   it('a subclassed model', async () => {

@@ -8,7 +8,10 @@
  *   omits its InputLayer, Functional includes it) and names each layer by the snake_case of its
  *   class with per-class counters in list order (`conv2d`, `conv2d_1`, ...), writing
  *   `layers/<that name>/vars/<i>` for the layer's variables (trainable, then non-trainable, in
- *   creation order) and recursing into nested models (`layers/functional/layers/...`).
+ *   creation order) and recursing into nested models (`layers/functional/layers/...`). An RNN
+ *   layer (LSTM, GRU, SimpleRNN) owns no variables: its cell does, at `layers/lstm/cell/vars/<i>`;
+ *   a Bidirectional wrapper holds its two RNNs at `forward_layer/cell/vars` and
+ *   `backward_layer/cell/vars`.
  * - legacy `.h5` (Keras 2 `model.save('m.h5')`): root attribute `model_config` (JSON), group
  *   `model_weights` whose `layer_names` attribute lists the layers with weights groups, each with a
  *   `weight_names` attribute naming its datasets (`conv2d/kernel:0`).
@@ -143,7 +146,7 @@ function layerName(layer: JsonObject): string {
 
 /**
  * Walks the model as keras/src/saving/saving_lib.py _save_state does (`layers` container names),
- * reading each layer's `vars/<i>` and naming them as TF.js names the layer's variables.
+ * reading each layer's `vars/<i>` (RNNs: `cell/vars/<i>`) and naming them as TF.js names the layer's variables.
  */
 function collectKeras3Weights(model: JsonObject, prefix: string, layersKey: string, h5: Hdf5Reader, file: string, out: NamedWeight[]): void {
   let layers = layerList(model);
@@ -162,28 +165,68 @@ function collectKeras3Weights(model: JsonObject, prefix: string, layersKey: stri
       collectKeras3Weights(layer, `${path}/`, layersKey, h5, file, out);
       continue;
     }
-    const varsPath = `${path}/vars`;
-    const stored = h5.kind(varsPath) === 'group' ? h5.keys(varsPath).filter((k) => /^\d+$/.test(k)).sort((a, b) => Number(a) - Number(b)) : [];
     const config = isObject(layer['config']) ? layer['config'] : {};
-    const expected = expectedWeights(className, config);
-    if (!expected) {
-      if (stored.length > 0) {
-        fail(`unsupported class name ${className} (layer ${lname}): it has ${stored.length} weights at ${varsPath} and memometer does not know how TF.js names them`);
+    const groups = keras3WeightGroups(className, config);
+    if (!groups) {
+      const datasets = countDatasets(h5, path);
+      if (datasets > 0) {
+        fail(`unsupported class name ${className} (layer ${lname}): it has ${datasets} weights under ${path} and memometer does not know how TF.js names them`);
       }
       continue;
     }
-    if (stored.length !== expected.length || stored.some((k, i) => Number(k) !== i)) {
-      fail(
-        `weights missing for layer ${lname} (${className}): ${file} should hold ${expected.length} variables ` +
-          `(${expected.map((w) => w.name).join(', ')}) at ${varsPath}, found ${stored.length === 0 ? 'none' : stored.join(', ')}`,
-      );
+    for (const group of groups) {
+      const varsPath = `${path}/${group.vars}`;
+      const expected = group.specs;
+      const stored = h5.kind(varsPath) === 'group' ? h5.keys(varsPath).filter((k) => /^\d+$/.test(k)).sort((a, b) => Number(a) - Number(b)) : [];
+      if (stored.length !== expected.length || stored.some((k, i) => Number(k) !== i)) {
+        fail(
+          `weights missing for layer ${lname} (${className}): ${file} should hold ${expected.length} variables ` +
+            `(${expected.map((w) => w.name).join(', ')}) at ${varsPath}, found ${stored.length === 0 ? 'none' : stored.join(', ')}`,
+        );
+      }
+      expected.forEach((spec, i) => {
+        const array = h5.array(`${varsPath}/${i}`);
+        checkShape(lname, className, spec, array.shape);
+        out.push({ name: `${lname}/${spec.name}`, shape: array.shape, values: array.values });
+      });
     }
-    expected.forEach((spec, i) => {
-      const array = h5.array(`${varsPath}/${i}`);
-      checkShape(lname, className, spec, array.shape);
-      out.push({ name: `${lname}/${spec.name}`, shape: array.shape, values: array.values });
-    });
   }
+}
+
+/** How many datasets lie under a group (0 when the path is missing). */
+function countDatasets(h5: Hdf5Reader, path: string): number {
+  const kind = h5.kind(path);
+  if (kind === 'dataset') return 1;
+  if (kind !== 'group') return 0;
+  return h5.keys(path).reduce((n, k) => n + countDatasets(h5, `${path}/${k}`), 0);
+}
+
+/** RNN layer classes whose cell variables memometer maps (TF.js 4.22 has the same three). */
+const RNN_CLASSES = new Set(['LSTM', 'GRU', 'SimpleRNN']);
+
+/**
+ * Where a Keras 3 layer's variables sit below its `layers/<snake name>` path, with the names TF.js
+ * gives them. Most layers save their own variables at `vars`; an RNN layer owns none, its cell
+ * does (saving_lib walks the `cell` attribute: `cell/vars`); a Bidirectional wrapper holds two RNN
+ * layers in its `forward_layer` and `backward_layer` attributes. undefined: classes memometer does
+ * not map.
+ */
+function keras3WeightGroups(className: string, c: JsonObject): { vars: string; specs: WeightSpecHint[] }[] | undefined {
+  if (RNN_CLASSES.has(className)) {
+    const specs = expectedWeights(className, c);
+    return specs && [{ vars: 'cell/vars', specs }];
+  }
+  if (className === 'Bidirectional') {
+    const specs = expectedWeights(className, c);
+    if (!specs) return undefined;
+    const half = specs.length / 2;
+    return [
+      { vars: 'forward_layer/cell/vars', specs: specs.slice(0, half) },
+      { vars: 'backward_layer/cell/vars', specs: specs.slice(half) },
+    ];
+  }
+  const specs = expectedWeights(className, c);
+  return specs && [{ vars: 'vars', specs }];
 }
 
 interface WeightSpecHint {
@@ -246,6 +289,32 @@ function expectedWeights(className: string, c: JsonObject): WeightSpecHint[] | u
       return [{ name: 'embeddings', shape: [num(c['input_dim']), num(c['output_dim'])] }];
     case 'PReLU':
       return [{ name: 'alpha' }];
+    case 'LSTM':
+    case 'GRU':
+    case 'SimpleRNN': {
+      // Keras concatenates the gates along the last axis: LSTM i, f, c, o; GRU z, r, h.
+      const units = num(c['units']);
+      const gates = className === 'LSTM' ? 4 : className === 'GRU' ? 3 : 1;
+      const width = units === null ? null : units * gates;
+      // GRU reset_after=True keeps separate input and recurrent biases, [2, 3 * units].
+      const biasShape = className === 'GRU' && c['reset_after'] === true ? [2, width] : [width];
+      return [
+        { name: 'kernel', shape: [null, width] },
+        { name: 'recurrent_kernel', shape: [units, width] },
+        ...(c['use_bias'] === false ? [] : [{ name: 'bias', shape: biasShape }]),
+      ];
+    }
+    case 'Bidirectional': {
+      // TF.js names the two copies of the wrapped RNN forward_<name> and backward_<name> and lists
+      // the forward weights first, as Keras 2 saved them.
+      const inner = c['layer'];
+      if (!isObject(inner) || typeof inner['class_name'] !== 'string' || !RNN_CLASSES.has(inner['class_name'])) return undefined;
+      const innerConfig = isObject(inner['config']) ? inner['config'] : {};
+      const specs = expectedWeights(inner['class_name'], innerConfig);
+      if (!specs) return undefined;
+      const innerName = bidirectionalInnerName(innerConfig);
+      return ['forward', 'backward'].flatMap((side) => specs.map((s) => ({ ...s, name: `${side}_${innerName}/${s.name}` })));
+    }
     default:
       return WEIGHTLESS.has(className) ? [] : undefined;
   }
@@ -304,11 +373,13 @@ async function readLegacyH5(bytes: Uint8Array, name: string): Promise<tf.io.Mode
       const topGroup = `${prefix(group)}${topName}`;
       const stored = inFile.has(topName) ? storedNames(topGroup) : [];
       if (MODEL_CLASSES.has(top['class_name'] as string)) {
-        // A nested model's group holds all its weights (trainable first), named `<layer>/<weight>:0`.
-        const byName = new Map(stored.map((w) => [w.replace(/:\d+$/, '').split('/').slice(-2).join('/'), w]));
+        // A nested model's group holds all its weights (trainable first), named `<layer>/<weight>:0`
+        // (RNN weights: `lstm/lstm_cell/kernel:0`, `bidirectional/forward_lstm/lstm_cell_1/kernel:0`).
+        const cleaned = stored.map((w) => ({ key: `/${w.replace(/:\d+$/, '').split('/').filter((part) => !/_cell(_\d+)?$/.test(part)).join('/')}`, w }));
+        const find = (key: string) => cleaned.find((c) => c.key.endsWith(`/${key}`))?.w;
         for (const layer of flatLayers(top)) {
           for (const spec of expectedOrRefuse(layer, 0)) {
-            const stored = byName.get(`${layer.name}/${spec.name}`);
+            const stored = find(`${layer.name}/${spec.name}`);
             if (!stored) fail(`weights missing for layer ${layer.name} (${layer.className}): ${name} has no ${layer.name}/${spec.name} in ${topGroup}`);
             readWeight(layer, spec, `${topGroup}/${stored}`);
           }
@@ -477,6 +548,9 @@ function normalizeValue(value: Json): Json {
  * - Keras 3 `inbound_nodes` ({args: [keras tensors], kwargs}) -> [[[layer, node, tensor, kwargs]]],
  *   null kwargs dropped; `input_layers` / `output_layers` given as one [name, node, tensor] are
  *   wrapped in a list;
+ * - GRU with reset_after=True (the Keras 3 default) refused: TF.js 4.22's GRU cannot run it;
+ * - Bidirectional: the wrapped RNN's `forward_` name prefix (Keras 3) dropped, as TF.js adds it;
+ *   `backward_layer` dropped when it mirrors the wrapped layer, refused otherwise;
  * - layer classes TF.js does not know are refused by name.
  */
 export function normalizeModelConfig(model: JsonObject): { class_name: string; config: JsonObject } {
@@ -558,6 +632,69 @@ function adaptLayerConfig(className: string, name: string, config: JsonObject): 
   if ('lora_alpha' in config && isNull(config['lora_rank'])) delete config['lora_alpha'];
   dropDefault('quantization_config', isNull);
   for (const key of DROPPED_KEYS) delete config[key];
+  if (className === 'GRU' && config['reset_after'] === true) {
+    fail(
+      `unsupported GRU setting in layer ${name}: reset_after = true (the Keras 3 default) is not supported by TF.js 4.22's GRU. ` +
+        'Build the model with keras.layers.GRU(..., reset_after=False), train it and save it again ' +
+        '(reset_after=True weights cannot be converted: the two variants compute different functions)',
+    );
+  }
+  if (className === 'Bidirectional') adaptBidirectional(name, config);
+}
+
+/** The name TF.js gives the wrapped RNN before prefixing forward_ / backward_ (Keras 3 stores it already prefixed). */
+function bidirectionalInnerName(innerConfig: JsonObject): string {
+  const n = typeof innerConfig['name'] === 'string' ? innerConfig['name'] : 'rnn';
+  return n.replace(/^forward_/, '');
+}
+
+/**
+ * TF.js 4.22's Bidirectional takes the wrapped layer only and builds the backward copy itself (the
+ * same config, go_backwards flipped). Keras 3 also stores `backward_layer`: accepted when it is
+ * that mirror, refused otherwise.
+ */
+function adaptBidirectional(name: string, config: JsonObject): void {
+  const inner = config['layer'];
+  const innerClass = isObject(inner) ? inner['class_name'] : undefined;
+  if (!isObject(inner) || typeof innerClass !== 'string' || !RNN_CLASSES.has(innerClass)) {
+    fail(`unsupported Bidirectional layer ${name}: it wraps ${typeof innerClass === 'string' ? `a ${innerClass}` : 'no layer'}; memometer maps Bidirectional over LSTM, GRU or SimpleRNN only`);
+  }
+  const innerConfig = isObject(inner['config']) ? inner['config'] : (inner['config'] = {});
+  adaptLayerConfig(innerClass, `${name} (wrapped ${innerClass})`, innerConfig);
+  const innerName = bidirectionalInnerName(innerConfig);
+  innerConfig['name'] = innerName;
+  const backward = config['backward_layer'];
+  if (backward !== undefined && backward !== null) {
+    const backClass = isObject(backward) ? backward['class_name'] : undefined;
+    const backConfig = isObject(backward) && isObject(backward['config']) ? backward['config'] : undefined;
+    if (backConfig && typeof backClass === 'string' && TFJS_LAYERS.has(backClass)) adaptLayerConfig(backClass, `${name} (backward ${backClass})`, backConfig);
+    const rest = (c: JsonObject) => Object.fromEntries(Object.entries(c).filter(([k]) => k !== 'name' && k !== 'go_backwards'));
+    const mirror =
+      backConfig !== undefined &&
+      backClass === innerClass &&
+      (backConfig['go_backwards'] === true) !== (innerConfig['go_backwards'] === true) &&
+      sameJson(rest(backConfig), rest(innerConfig));
+    if (!mirror) {
+      fail(
+        `unsupported Bidirectional setting in layer ${name}: its backward_layer is not the forward ${innerClass} with go_backwards flipped, ` +
+          'and TF.js 4.22 builds the backward layer from the forward one; wrap one RNN layer (Bidirectional(LSTM(...))) without backward_layer',
+      );
+    }
+  }
+  delete config['backward_layer'];
+}
+
+/** Deep equality of two JSON values, key order ignored. */
+function sameJson(a: Json | undefined, b: Json | undefined): boolean {
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameJson(v, b[i]));
+  }
+  if (isObject(a) || isObject(b)) {
+    if (!isObject(a) || !isObject(b)) return false;
+    const keys = Object.keys(a);
+    return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameJson(a[k], b[k]));
+  }
+  return a === b;
 }
 
 /** One inbound node, Keras 3 {args, kwargs} or legacy list, as [[layer, node, tensor, kwargs], ...]. */
