@@ -46,7 +46,7 @@ describe('INVALID_ARGUMENT names the field', () => {
     [{ modelUri: '' }, /^model_uri: is required$/],
     [{ modelUri: 's3://' }, /^model_uri: the S3 URI "s3:\/\/" names no bucket$/],
     [{ datasetUri: 'ftp://host/data.npz' }, /^dataset_uri: unsupported URI scheme in 'ftp:\/\/host\/data.npz'/],
-    [{ datasetUri: 'bad/wide.npz' }, /^dataset_uri: sample shape \[700\] does not match the model input shape \[28, 28, 1\]$/],
+    [{ datasetUri: 'bad/wide.npz' }, /^dataset_uri: sample shape \[700\] does not match the model input shape \[28, 28, 1\] \(NHWC\) or its NCHW form \[1, 28, 28\]$/],
     [{ modelUri: 'bad/model' }, /model\.json/],
     [{ datasetUri: 'bad/corrupt.npz' }, /corrupt\.npz/],
     [{ regularizationLambda: 2 }, /^regularization_lambda: applies only in joint mode/],
