@@ -64,3 +64,25 @@ export class DeadlineExceededError extends MemometerError {
 export class UnavailableError extends MemometerError {
   readonly kind = 'UNAVAILABLE' as const;
 }
+
+/** How many characters of a client-supplied string an error message shows. */
+export const QUOTE_CHARS = 64;
+
+/**
+ * A client-supplied string (request id, URI, key, name) as error messages show it: at most
+ * {@link QUOTE_CHARS} characters, control characters escaped, and the full length when cut, so a
+ * huge or binary value can never blow up a status message (`'aaaa…'(10000 chars)`). `clip` is
+ * the same without the quotes, for subjects.
+ */
+export function clip(s: string, max = QUOTE_CHARS): string {
+  const chars = Array.from(String(s));
+  const shown = chars.slice(0, max).join('').replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return chars.length > max ? `${shown}…(${chars.length} chars)` : shown;
+}
+
+/** {@link clip} in single quotes: `quote('abc')` is `'abc'`; long strings end `…'(N chars)`. */
+export function quote(s: string, max = QUOTE_CHARS): string {
+  const chars = Array.from(String(s));
+  if (chars.length <= max) return `'${clip(s, max)}'`;
+  return `'${clip(chars.slice(0, max).join(''), max)}…'(${chars.length} chars)`;
+}

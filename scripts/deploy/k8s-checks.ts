@@ -82,6 +82,7 @@ export function unsetMeaning(): Record<string, string> {
     [SERVER_ENV.dataRoot]: 'requests may not name local paths (inputs come from S3)',
     [BACKEND_ENV]: "default 'auto' (the image sets it too)",
     AWS_SESSION_TOKEN: 'the long-lived keys from the Secret are used',
+    XDG_STATE_HOME: 'read only when MEMOMETER_STATE_URI is unset (the default state folder); the overlays set that',
     AWS_REGION: 'default us-east-1 (DEFAULT_S3_REGION)',
     AWS_DEFAULT_REGION: 'read only when AWS_REGION is unset',
     S3_ENDPOINT: 'AWS S3 (s3.amazonaws.com, https), or AWS_ENDPOINT_URL',

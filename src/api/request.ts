@@ -3,6 +3,7 @@
  * server reads requests, the CLI and TS client write them. One table per enum serves both.
  */
 import { InvalidArgumentError } from '../errors.js';
+import { resolveOptions } from '../metric/options.js';
 import type { MeasureOptions } from '../metric/types.js';
 import {
   HeadInit,
@@ -72,10 +73,67 @@ export function toProto(table: Table, value: string | undefined): number {
 const orDefault = (value: number) => (value === 0 ? undefined : value);
 const listOrDefault = (values: number[]) => (values.length === 0 ? undefined : values);
 
-/** Engine options from a request; the engine validates values and names the option. */
-export function optionsFromRequest(request: MeasureMemorizationRequest): Partial<MeasureOptions> {
+/**
+ * What a server accepts in one request, checked when it arrives (before any storage access), so
+ * that no client can ask for unbounded work or make the server store unbounded records. The
+ * server's settings (MEMOMETER_MAX_EPOCHS, ...) set them; these are the defaults.
+ */
+export interface RequestBounds {
+  maxEpochs: number;
+  maxSeeds: number;
+  maxCopyDepths: number;
+  /** In characters. */
+  maxRequestIdLength: number;
+  /** In characters, for model_uri, dataset_uri and output_uri each. */
+  maxUriLength: number;
+}
+
+export const DEFAULT_REQUEST_BOUNDS: Readonly<RequestBounds> = {
+  maxEpochs: 1000,
+  maxSeeds: 16,
+  maxCopyDepths: 32,
+  maxRequestIdLength: 128,
+  maxUriLength: 2048,
+};
+
+const URI_FIELDS = [['modelUri', 'model_uri'], ['datasetUri', 'dataset_uri'], ['outputUri', 'output_uri']] as const;
+
+/** `must be at most 1000, got 100000`; with `unit`: `must list at most 16 seeds, got 20000`. */
+function atMost(value: number, max: number, field: string, verb = 'be', unit = ''): void {
+  if (value > max) throw new InvalidArgumentError(`must ${verb} at most ${max}${unit}, got ${value}`, field);
+}
+
+/** Refuses requests beyond the server's bounds, naming the field; never echoes the value itself. */
+export function checkRequestBounds(request: MeasureMemorizationRequest, bounds: RequestBounds = DEFAULT_REQUEST_BOUNDS): void {
+  atMost([...request.requestId].length, bounds.maxRequestIdLength, 'request_id', 'be', ' characters long');
+  for (const [key, field] of URI_FIELDS) {
+    const uri = request[key];
+    atMost([...uri].length, bounds.maxUriLength, field, 'be', ' characters long');
+    if (uri.includes('\0')) throw new InvalidArgumentError('must not contain NUL characters', field);
+  }
   if (!request.modelUri.trim()) throw new InvalidArgumentError('is required', 'model_uri');
   if (!request.datasetUri.trim()) throw new InvalidArgumentError('is required', 'dataset_uri');
+  atMost(request.epochs, bounds.maxEpochs, 'epochs');
+  atMost(request.seeds.length, bounds.maxSeeds, 'seeds', 'list', ' seeds');
+  atMost(request.copyDepths.length, bounds.maxCopyDepths, 'copy_depths', 'list', ' depths');
+  const std = request.inputScaling?.std ?? [];
+  const zero = std.findIndex((v) => v === 0);
+  if (zero >= 0) throw new InvalidArgumentError(`must hold non-zero numbers, got 0 at index ${zero}`, 'input_scaling.std');
+}
+
+/**
+ * Engine options from a request, after {@link checkRequestBounds}; every option is checked here
+ * too (the engine's own checks, errors naming the option), so a bad request fails before the
+ * server reads a byte of storage.
+ */
+export function optionsFromRequest(request: MeasureMemorizationRequest, bounds: RequestBounds = DEFAULT_REQUEST_BOUNDS): Partial<MeasureOptions> {
+  checkRequestBounds(request, bounds);
+  const options = engineOptions(request);
+  resolveOptions(options);
+  return options;
+}
+
+function engineOptions(request: MeasureMemorizationRequest): Partial<MeasureOptions> {
   const scaling = request.inputScaling;
   return {
     copyDepths: listOrDefault(request.copyDepths),

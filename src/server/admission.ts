@@ -1,4 +1,8 @@
-import { CancelledError, ResourceExhaustedError } from '../errors.js';
+import { CancelledError, MemometerError, ResourceExhaustedError } from '../errors.js';
+
+/** Why a queued measurement left the queue: the abort's typed reason (e.g. DEADLINE_EXCEEDED), else CANCELLED. */
+const leftQueue = (signal: AbortSignal) =>
+  signal.reason instanceof MemometerError ? signal.reason : new CancelledError('cancelled while queued');
 
 /**
  * Bounded concurrency with a bounded queue: at most `maxRunning` measurements run, at most
@@ -32,7 +36,7 @@ export class Admission {
       this.running++;
       return Promise.resolve(release);
     }
-    if (signal.aborted) return Promise.reject(new CancelledError('cancelled while queued'));
+    if (signal.aborted) return Promise.reject(leftQueue(signal));
     return new Promise((resolve, reject) => {
       const start = () => {
         signal.removeEventListener('abort', leave);
@@ -41,7 +45,7 @@ export class Admission {
       };
       const leave = () => {
         this.waiting.splice(this.waiting.indexOf(start), 1);
-        reject(new CancelledError('cancelled while queued'));
+        reject(leftQueue(signal));
       };
       this.waiting.push(start);
       signal.addEventListener('abort', leave, { once: true });

@@ -1,12 +1,19 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DEFAULT_REQUEST_BOUNDS, type RequestBounds } from '../api/request.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /** Everything `memometer serve` can be told; each setting has an env var, flags win. */
-export interface ServerConfig {
+export interface ServerConfig extends RequestBounds {
   host: string;
   port: number;
   /** Local paths in requests must resolve inside this folder; none: local paths are refused. */
   dataRoot?: string;
-  /** Where measurement records live (s3://bucket/prefix or a local folder), shared by replicas. */
+  /**
+   * Where measurement records live (s3://bucket/prefix or a local folder), shared by replicas.
+   * Unset: `$XDG_STATE_HOME/memometer`, else `<os tmp>/memometer-state` (defaultStateUri);
+   * never inside the data root unless configured so, and request URIs never reach it.
+   */
   stateUri?: string;
   /** When set, every RPC needs `authorization: Bearer <token>`. */
   apiToken?: string;
@@ -21,6 +28,10 @@ export interface ServerConfig {
   maxDatasetBytes: number;
   maxSamples: number;
   memoryBudgetBytes: number;
+  /** A running measurement's lease on its record: renewed every third of it; expired, another replica takes the run over. */
+  leaseSeconds: number;
+  /** Runs of one measurement (the first and the take-overs) before it is recorded as FAILED. */
+  maxAttempts: number;
 }
 
 /** The environment variables behind each setting (documented in the README and deploy/). */
@@ -37,6 +48,13 @@ export const SERVER_ENV = {
   maxDatasetBytes: 'MEMOMETER_MAX_DATASET_BYTES',
   maxSamples: 'MEMOMETER_MAX_SAMPLES',
   memoryBudgetBytes: 'MEMOMETER_MEMORY_BUDGET_BYTES',
+  leaseSeconds: 'MEMOMETER_LEASE_SECONDS',
+  maxAttempts: 'MEMOMETER_MAX_ATTEMPTS',
+  maxEpochs: 'MEMOMETER_MAX_EPOCHS',
+  maxSeeds: 'MEMOMETER_MAX_SEEDS',
+  maxCopyDepths: 'MEMOMETER_MAX_COPY_DEPTHS',
+  maxRequestIdLength: 'MEMOMETER_MAX_REQUEST_ID_LENGTH',
+  maxUriLength: 'MEMOMETER_MAX_URI_LENGTH',
 } as const satisfies Record<keyof ServerConfig, string>;
 
 export const SERVER_DEFAULTS = {
@@ -49,7 +67,21 @@ export const SERVER_DEFAULTS = {
   maxDatasetBytes: 2 * 1024 ** 3,
   maxSamples: 1_000_000,
   memoryBudgetBytes: 4 * 1024 ** 3,
+  leaseSeconds: 30,
+  maxAttempts: 3,
+  ...DEFAULT_REQUEST_BOUNDS,
 } satisfies Partial<ServerConfig>;
+
+/**
+ * Where records live when MEMOMETER_STATE_URI is not set: the XDG state folder
+ * (`$XDG_STATE_HOME/memometer`), else `<os tmp>/memometer-state` (lost on reboot: set
+ * MEMOMETER_STATE_URI for records that last, an s3:// prefix for replicas). Never inside the
+ * data root, so that clients cannot read or overwrite records through their URIs.
+ */
+export function defaultStateUri(env: NodeJS.ProcessEnv): string {
+  const xdg = env.XDG_STATE_HOME;
+  return xdg && path.isAbsolute(xdg) ? path.join(xdg, 'memometer') : path.join(os.tmpdir(), 'memometer-state');
+}
 
 type Raw = Partial<Record<keyof ServerConfig, string>>;
 
@@ -86,5 +118,12 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, flags: Raw = {}): Serve
     maxDatasetBytes: num('maxDatasetBytes', 1, SERVER_DEFAULTS.maxDatasetBytes),
     maxSamples: num('maxSamples', 1, SERVER_DEFAULTS.maxSamples),
     memoryBudgetBytes: num('memoryBudgetBytes', 1, SERVER_DEFAULTS.memoryBudgetBytes),
+    leaseSeconds: num('leaseSeconds', 1, SERVER_DEFAULTS.leaseSeconds),
+    maxAttempts: num('maxAttempts', 1, SERVER_DEFAULTS.maxAttempts),
+    maxEpochs: num('maxEpochs', 1, SERVER_DEFAULTS.maxEpochs),
+    maxSeeds: num('maxSeeds', 1, SERVER_DEFAULTS.maxSeeds),
+    maxCopyDepths: num('maxCopyDepths', 1, SERVER_DEFAULTS.maxCopyDepths),
+    maxRequestIdLength: num('maxRequestIdLength', 1, SERVER_DEFAULTS.maxRequestIdLength),
+    maxUriLength: num('maxUriLength', 1, SERVER_DEFAULTS.maxUriLength),
   };
 }

@@ -1,5 +1,4 @@
 import { fileURLToPath } from 'node:url';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -9,7 +8,7 @@ import { UnavailableError } from '../errors.js';
 import { initBackend, type BackendChoice } from '../metric/backend/index.js';
 import { MemorizationServiceService } from '../gen/memometer/v1/memometer.js';
 import { Admission } from './admission.js';
-import type { ServerConfig } from './config.js';
+import { defaultStateUri, type ServerConfig } from './config.js';
 import { Locations } from './locations.js';
 import { MeasurementRegistry } from './registry.js';
 import { MemorizationService } from './service.js';
@@ -27,10 +26,6 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
-function defaultStateUri(config: ServerConfig): string {
-  return config.stateUri ?? path.join(config.dataRoot ?? os.tmpdir(), '.memometer-state');
-}
-
 /** Starts the gRPC server: the service, grpc.health.v1 and server reflection. `env` holds S3 settings. */
 export async function startServer(config: ServerConfig, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const backend = await initBackend();
@@ -38,7 +33,7 @@ export async function startServer(config: ServerConfig, env: NodeJS.ProcessEnv =
   const service = new MemorizationService({
     config,
     locations,
-    registry: new MeasurementRegistry(locations.stateStore(defaultStateUri(config))),
+    registry: new MeasurementRegistry(locations.stateStore(config.stateUri ?? defaultStateUri(env))),
     admission: new Admission(config.maxConcurrent, config.maxQueued),
   });
   // Connections are recycled every few minutes (streams in flight finish undisturbed), so

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
-import { MemometerError, type ErrorKind } from '../errors.js';
+import { clip, MemometerError, type ErrorKind } from '../errors.js';
 
 const CODE: Record<ErrorKind, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
@@ -14,6 +14,13 @@ const CODE: Record<ErrorKind, status> = {
   UNAVAILABLE: status.UNAVAILABLE,
   ALREADY_EXISTS: status.ALREADY_EXISTS,
 };
+
+/**
+ * The longest status message the service sends. Messages quote client strings through
+ * `quote()`; this cap is the safety net for any that does not, well below the 8 KiB of metadata
+ * a gRPC client accepts (a longer message would make the client fail with a metadata error).
+ */
+export const MAX_MESSAGE_CHARS = 1024;
 
 export interface ErrorReport {
   code: status;
@@ -31,8 +38,10 @@ export type SubjectNames = Record<string, string>;
  */
 export function reportError(error: unknown, subjects: SubjectNames = {}): ErrorReport {
   if (error instanceof MemometerError) {
-    const subject = error.subject ? (subjects[error.subject] ?? error.subject) : undefined;
-    return { code: CODE[error.kind], codeName: error.kind, message: subject ? `${subject}: ${error.detail}` : error.detail };
+    // Subjects are often keys taken from client URIs: never more than a short prefix of them.
+    const subject = error.subject ? (subjects[error.subject] ?? clip(error.subject)) : undefined;
+    const message = subject ? `${subject}: ${error.detail}` : error.detail;
+    return { code: CODE[error.kind], codeName: error.kind, message: message.length > MAX_MESSAGE_CHARS ? clip(message, MAX_MESSAGE_CHARS) : message };
   }
   const id = randomUUID().slice(0, 8);
   console.error(`[memometer] internal error ${id}:`, error);

@@ -1,6 +1,6 @@
 import { realpath } from 'node:fs/promises';
 import * as path from 'node:path';
-import { PermissionDeniedError } from '../errors.js';
+import { clip, PermissionDeniedError } from '../errors.js';
 import { FileStore } from './file-store.js';
 import type { ObjectStore } from './store.js';
 
@@ -18,21 +18,37 @@ const inside = (root: string, p: string) => p === root || p.startsWith(root + pa
 
 /**
  * A FileStore that refuses every object whose real path (symbolic links resolved) lies outside
- * its root: what a server uses for local paths sent by remote callers.
+ * its root, or inside a folder excluded from it (the server's own state): what a server uses
+ * for local paths sent by remote callers.
  */
 export class ConfinedFileStore implements ObjectStore {
   private readonly files: FileStore;
   private realRoot?: Promise<string>;
+  private readonly excluded: { dir: string; real: Promise<string> }[] = [];
 
   constructor(readonly root: string) {
     this.files = new FileStore(root);
+  }
+
+  /** Refuses every key whose real path lies in `dir` (an absolute folder, inside the root or not). */
+  exclude(dir: string): void {
+    const absolute = path.resolve(dir);
+    this.excluded.push({ dir: absolute, real: realExisting(absolute) });
+  }
+
+  /** Whether `target` (an absolute path) lies in an excluded folder, before links are resolved. */
+  isExcluded(target: string): boolean {
+    return this.excluded.some(({ dir }) => inside(dir, path.resolve(target)));
   }
 
   private async check(key: string): Promise<void> {
     this.realRoot ??= realExisting(this.files.root);
     const real = await realExisting(path.join(this.files.root, ...key.split('/')));
     if (!inside(await this.realRoot, real)) {
-      throw new PermissionDeniedError('resolves outside the data root (symbolic link)', key);
+      throw new PermissionDeniedError('resolves outside the data root (symbolic link)', clip(key));
+    }
+    for (const { real: dir } of this.excluded) {
+      if (inside(await dir, real)) throw new PermissionDeniedError("resolves into the server's state folder", clip(key));
     }
   }
 
@@ -53,6 +69,11 @@ export class ConfinedFileStore implements ObjectStore {
 
   async list(prefix: string): Promise<string[]> {
     if (prefix) await this.check(prefix.replace(/\/+$/, ''));
-    return this.files.list(prefix);
+    const keys = await this.files.list(prefix);
+    if (!this.excluded.length) return keys;
+    // A listing of a folder that holds the state folder never shows the records.
+    const realRoot = await (this.realRoot ??= realExisting(this.files.root));
+    const dirs = await Promise.all(this.excluded.map((e) => e.real));
+    return keys.filter((k) => !dirs.some((d) => inside(d, path.join(realRoot, ...k.split('/')))));
   }
 }

@@ -1,15 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import {
-  FailedPreconditionError,
-  InvalidArgumentError,
-  NotFoundError,
-  PermissionDeniedError,
-  ResourceExhaustedError,
-} from '../errors.js';
-import type { ObjectStore } from './store.js';
+import { clip, InvalidArgumentError, quote } from '../errors.js';
+import { errorCode, fsError, isAbsent, type FsOperation } from './fs-errors.js';
+import type { ObjectStore, StateStore } from './store.js';
 
 /** Marks in-flight temp files of {@link FileStore.put}; `list` never returns them. */
 const TEMP_MARK = '.memometer-tmp-';
@@ -17,16 +12,12 @@ const TEMP_MARK = '.memometer-tmp-';
 /** How deep `list` descends (keeps symbolic-link cycles finite). */
 const MAX_LIST_DEPTH = 64;
 
-function errnoCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
-}
-
 /**
  * An {@link ObjectStore} over a directory of the local file system: key `a/b.npz` is the file
  * `<root>/a/b.npz`. `put` creates missing directories and is atomic (it writes a temp file in the
  * target directory, then renames it over the target).
  */
-export class FileStore implements ObjectStore {
+export class FileStore implements StateStore {
   readonly root: string;
 
   constructor(root: string) {
@@ -37,44 +28,23 @@ export class FileStore implements ObjectStore {
   /** Checks a key and maps it to its file path under the root. */
   private pathOf(key: string): string {
     if (typeof key !== 'string' || key === '') {
-      throw new InvalidArgumentError(`an object key must be a non-empty string, got ${JSON.stringify(key)}`, 'key');
+      throw new InvalidArgumentError(`an object key must be a non-empty string, got ${typeof key === 'string' ? quote(key) : typeof key}`, 'key');
     }
     if (key.includes('\\') || key.includes('\0')) {
-      throw new InvalidArgumentError(`object key ${JSON.stringify(key)} contains '\\' or NUL; keys use '/' separators`, key);
+      throw new InvalidArgumentError(`object key ${quote(key)} contains '\\' or NUL; keys use '/' separators`, clip(key));
     }
     const segments = key.split('/');
     if (segments.some((s) => s === '' || s === '.' || s === '..')) {
       throw new InvalidArgumentError(
-        `object key ${JSON.stringify(key)} must be a relative '/'-separated path without empty, '.' or '..' segments`,
-        key,
+        `object key ${quote(key)} must be a relative '/'-separated path without empty, '.' or '..' segments`,
+        clip(key),
       );
     }
     return path.join(this.root, ...segments);
   }
 
-  private mapError(e: unknown, key: string, op: string): unknown {
-    const code = errnoCode(e);
-    const options = { cause: e };
-    switch (code) {
-      case 'ENOENT':
-      case 'ENOTDIR':
-      case 'EISDIR':
-      case 'EEXIST':
-        return op === 'put'
-          ? new FailedPreconditionError(`cannot write: a path component is not a directory, or the key names a directory (${code})`, key, options)
-          : new NotFoundError('no such object in the store', key, options);
-      case 'EACCES':
-      case 'EPERM':
-      case 'EROFS':
-        return new PermissionDeniedError(`cannot ${op} the object (${code})`, key, options);
-      case 'ENOSPC':
-      case 'EDQUOT':
-      case 'EMFILE':
-      case 'ENFILE':
-        return new ResourceExhaustedError(`cannot ${op} the object (${code})`, key, options);
-      default:
-        return e;
-    }
+  private mapError(e: unknown, key: string, op: FsOperation): unknown {
+    return fsError(e, clip(key), op);
   }
 
   async get(key: string): Promise<Uint8Array> {
@@ -101,13 +71,34 @@ export class FileStore implements ObjectStore {
     }
   }
 
+  /**
+   * Creates the object only if none is there: the body goes to a temp file, which is then
+   * hard-linked to the key (link(2) fails with EEXIST when the key exists, atomically), so of
+   * concurrent callers exactly one wins and no reader sees a partial object.
+   */
+  async putIfAbsent(key: string, body: string): Promise<boolean> {
+    const file = this.pathOf(key);
+    const dir = path.dirname(file);
+    const tmp = path.join(dir, `.${path.basename(file)}${TEMP_MARK}${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFile(tmp, body);
+      await link(tmp, file);
+      return true;
+    } catch (e) {
+      if (errorCode(e) === 'EEXIST') return false;
+      throw this.mapError(e, key, 'put');
+    } finally {
+      await rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+
   async exists(key: string): Promise<boolean> {
     const file = this.pathOf(key);
     try {
       return (await stat(file)).isFile();
     } catch (e) {
-      const code = errnoCode(e);
-      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      if (isAbsent(e)) return false;
       throw this.mapError(e, key, 'stat');
     }
   }
@@ -115,7 +106,7 @@ export class FileStore implements ObjectStore {
   async list(prefix: string): Promise<string[]> {
     if (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.includes('\\') || prefix.includes('\0')) {
       throw new InvalidArgumentError(
-        `a key prefix must be a relative '/'-separated string, got ${JSON.stringify(prefix)}`,
+        `a key prefix must be a relative '/'-separated string, got ${typeof prefix === 'string' ? quote(prefix) : typeof prefix}`,
         'prefix',
       );
     }
@@ -130,8 +121,7 @@ export class FileStore implements ObjectStore {
       try {
         entries = await readdir(dir, { withFileTypes: true });
       } catch (e) {
-        const code = errnoCode(e);
-        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        if (isAbsent(e)) return;
         throw this.mapError(e, keyPrefix || prefix || '.', 'list');
       }
       for (const entry of entries) {

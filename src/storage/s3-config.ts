@@ -20,7 +20,7 @@ import * as https from 'node:https';
 
 import { Client, type ClientOptions } from 'minio';
 
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, quote } from '../errors.js';
 
 export const DEFAULT_S3_REGION = 'us-east-1';
 export const DEFAULT_S3_REQUEST_TIMEOUT_MS = 60_000;
@@ -192,23 +192,23 @@ export function parseS3Uri(uri: string, subject = 'uri'): S3Uri {
   if (typeof uri !== 'string') throw new InvalidArgumentError(`an s3:// URI must be a string, got ${typeof uri}`, subject);
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/is.exec(uri);
   if (!m) {
-    throw new InvalidArgumentError(`expected an S3 URI of the form s3://bucket/key, got ${JSON.stringify(uri)}`, subject);
+    throw new InvalidArgumentError(`expected an S3 URI of the form s3://bucket/key, got ${quote(uri)}`, subject);
   }
   const bucket = m[1] ?? '';
   const key = m[2] ?? '';
-  if (bucket === '') throw new InvalidArgumentError(`the S3 URI ${JSON.stringify(uri)} names no bucket`, subject);
+  if (bucket === '') throw new InvalidArgumentError(`the S3 URI ${quote(uri)} names no bucket`, subject);
   if (!isValidBucketName(bucket)) {
     throw new InvalidArgumentError(
-      `${JSON.stringify(bucket)} in ${JSON.stringify(uri)} is not a valid bucket name (3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit)`,
+      `${quote(bucket)} in ${quote(uri)} is not a valid bucket name (3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit)`,
       subject,
     );
   }
   if (key.includes('\\') || key.includes('\0')) {
-    throw new InvalidArgumentError(`the key in ${JSON.stringify(uri)} contains '\\' or NUL; keys use '/' separators`, subject);
+    throw new InvalidArgumentError(`the key in ${quote(uri)} contains '\\' or NUL; keys use '/' separators`, subject);
   }
   const segments = key === '' ? [] : key.replace(/\/$/, '').split('/');
   if (segments.some((s) => s === '' || s === '.' || s === '..')) {
-    throw new InvalidArgumentError(`the key in ${JSON.stringify(uri)} has an empty, '.' or '..' segment`, subject);
+    throw new InvalidArgumentError(`the key in ${quote(uri)} has an empty, '.' or '..' segment`, subject);
   }
   return { bucket, key };
 }

@@ -19,7 +19,7 @@ const LONG = {
   modelUri: 'examples/fashion-cnn',
   datasetUri: 'examples/fashion-mnist-2k.npz',
   inputScaling: { scale: 1 / 255, mean: [], std: [] },
-  epochs: 2000,
+  epochs: 1000, // the server's default bound (MEMOMETER_MAX_EPOCHS)
 };
 
 /** Starts a long measurement; `running` resolves with its id at its first epoch. */
@@ -127,7 +127,7 @@ describe('shutdown (SIGTERM)', () => {
     expect(await client.measure({ ...LONG, epochs: 1 }).catch((e: ServiceError) => e)).toMatchObject({ code: status.UNAVAILABLE });
     expect(await outcome).toMatchObject({ code: status.CANCELLED, details: 'the server is shutting down' });
     await shutdown;
-    const replica = await startTestService({ stateUri: path.join(stopping.dataRoot, '.memometer-state') });
+    const replica = await startTestService({ stateUri: stopping.stateDir });
     try {
       const stored = await replica.client().getMeasurement(id);
       expect(stored.state).toBe(MeasurementState.MEASUREMENT_STATE_CANCELLED);

@@ -44,7 +44,7 @@ describe('INVALID_ARGUMENT names the field', () => {
     [{ numRandomLabels: 1 }, /^num_random_labels: must be an integer in \[2, 1000000\], got 1$/],
     [{ mode: 7 }, /^mode: unknown value 7$/],
     [{ modelUri: '' }, /^model_uri: is required$/],
-    [{ modelUri: 's3://' }, /^model_uri: the S3 URI "s3:\/\/" names no bucket$/],
+    [{ modelUri: 's3://' }, /^model_uri: the S3 URI 's3:\/\/' names no bucket$/],
     [{ datasetUri: 'ftp://host/data.npz' }, /^dataset_uri: unsupported URI scheme in 'ftp:\/\/host\/data.npz'/],
     [{ datasetUri: 'bad/wide.npz' }, /^dataset_uri: sample shape \[700\] does not match the model input shape \[28, 28, 1\] \(NHWC\) or its NCHW form \[1, 28, 28\]$/],
     [{ modelUri: 'bad/model' }, /model\.json/],

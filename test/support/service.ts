@@ -46,15 +46,21 @@ export interface TestService {
   server: RunningServer;
   /** A data root holding examples/ (fashion-cnn, fashion-mnist-2k.npz). */
   dataRoot: string;
+  /** A temp folder outside the data root, the state location unless settings name one. */
+  stateDir: string;
   client(options?: Partial<MemometerClientOptions> | string): MemometerClient;
   stop(): Promise<void>;
 }
 
-/** A real server on 127.0.0.1 with a temp data root (and state there unless given). */
+/**
+ * A real server on 127.0.0.1 with a temp data root, and state in a temp folder beside it unless
+ * settings name a state URI (`stateUri: ''`: the server's default location).
+ */
 export async function startTestService(settings: Record<string, string> = {}, env: NodeJS.ProcessEnv = s3Env()): Promise<TestService> {
   const dataRoot = await mkdtemp(path.join(tmpdir(), 'memometer-root-'));
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'memometer-state-'));
   await cp('examples', path.join(dataRoot, 'examples'), { recursive: true });
-  const config = loadServerConfig({}, { host: '127.0.0.1', port: '0', dataRoot, shutdownGraceSeconds: '0', ...settings });
+  const config = loadServerConfig({}, { host: '127.0.0.1', port: '0', dataRoot, stateUri: stateDir, shutdownGraceSeconds: '0', ...settings });
   const server = await startServer(config, env);
   const address = `127.0.0.1:${server.port}`;
   const clients: MemometerClient[] = [];
@@ -63,6 +69,7 @@ export async function startTestService(settings: Record<string, string> = {}, en
     config,
     server,
     dataRoot,
+    stateDir,
     client: (options = {}) => {
       const given = typeof options === 'string' ? { token: options } : options;
       const client = new MemometerClient({ address, retries: 0, ...given });
@@ -73,6 +80,7 @@ export async function startTestService(settings: Record<string, string> = {}, en
       clients.forEach((c) => c.close());
       await server.shutdown();
       await rm(dataRoot, { recursive: true, force: true });
+      await rm(stateDir, { recursive: true, force: true });
     },
   };
 }

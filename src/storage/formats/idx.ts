@@ -10,6 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { InvalidArgumentError, ResourceExhaustedError } from '../../errors.js';
 import { formatShape, shapeSize, type NumericArray, type NumericDType } from '../../metric/dataset.js';
 import { decodeItems } from './npy.js';
+import { errorCode } from '../fs-errors.js';
 
 const IDX_DTYPES: Record<number, { dtype: NumericDType; size: number }> = {
   0x08: { dtype: 'uint8', size: 1 },
@@ -31,7 +32,7 @@ export function gunzip(bytes: Uint8Array, file: string): Uint8Array {
     const buf = gunzipSync(bytes);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (e) {
-    const code = typeof e === 'object' && e !== null && 'code' in e ? (e as { code: unknown }).code : undefined;
+    const code = errorCode(e);
     const msg = e instanceof Error ? e.message : String(e);
     if (code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
       throw new ResourceExhaustedError(`decompresses to more than this process can hold: ${msg}`, file, { cause: e });

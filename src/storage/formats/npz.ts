@@ -13,6 +13,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { InvalidArgumentError, MemometerError, ResourceExhaustedError } from '../../errors.js';
 import type { NumericArray } from '../../metric/dataset.js';
 import { encodeNpy, parseNpy } from './npy.js';
+import { errorCode } from '../fs-errors.js';
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -152,7 +153,7 @@ export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): 
       out = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      const code = typeof e === 'object' && e !== null && 'code' in e ? (e as { code: unknown }).code : undefined;
+      const code = errorCode(e);
       if (code === 'ERR_BUFFER_TOO_LARGE') {
         throw new InvalidArgumentError(
           `corrupt deflate stream: it inflates to more than the declared ${entry.uncompressedSize} bytes`,
