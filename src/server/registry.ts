@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { NotFoundError } from '../errors.js';
+import { NotFoundError, quote } from '../errors.js';
 import {
   type MeasureMemorizationRequest,
   Measurement,
   MeasurementState,
 } from '../gen/memometer/v1/memometer.js';
-import type { ObjectStore } from '../storage/store.js';
+import type { StateStore } from '../storage/store.js';
 
 const TERMINAL = new Set([
   MeasurementState.MEASUREMENT_STATE_SUCCEEDED,
@@ -16,6 +16,8 @@ const TERMINAL = new Set([
 export const isTerminal = (m: Measurement) => TERMINAL.has(m.state);
 
 const recordKey = (id: string) => `measurements/${id}.json`;
+const leaseKey = (id: string) => `leases/${id}.json`;
+const claimKey = (id: string, attempt: number) => `claims/${id}/${attempt}.json`;
 // request ids are client strings: hash them into safe, fixed-length keys.
 const requestKey = (requestId: string) => `requests/${createHash('sha256').update(requestId).digest('hex')}.json`;
 
@@ -23,8 +25,16 @@ const requestKey = (requestId: string) => `requests/${createHash('sha256').updat
  * Measurement records in object storage, so that every replica can answer GetMeasurement and a
  * restart loses no finished result. Records are JSON (the proto's canonical JSON mapping).
  */
+/** Who runs a measurement (QUEUED or RUNNING), until when, and in which attempt. */
+export interface Lease {
+  owner: string;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+  attempt: number;
+}
+
 export class MeasurementRegistry {
-  constructor(private readonly store: ObjectStore) {}
+  constructor(private readonly store: StateStore) {}
 
   async save(measurement: Measurement): Promise<void> {
     measurement.updateTime = new Date();
@@ -33,13 +43,13 @@ export class MeasurementRegistry {
 
   async get(measurementId: string): Promise<Measurement> {
     if (!/^[A-Za-z0-9-]{1,64}$/.test(measurementId)) {
-      throw new NotFoundError(`no measurement '${measurementId}'`, 'measurement_id');
+      throw new NotFoundError(`no measurement ${quote(measurementId)}`, 'measurement_id');
     }
     try {
       const bytes = await this.store.get(recordKey(measurementId));
       return Measurement.fromJSON(JSON.parse(new TextDecoder().decode(bytes)));
     } catch (error) {
-      if (error instanceof NotFoundError) throw new NotFoundError(`no measurement '${measurementId}'`, 'measurement_id');
+      if (error instanceof NotFoundError) throw new NotFoundError(`no measurement ${quote(measurementId)}`, 'measurement_id');
       throw error;
     }
   }
@@ -57,8 +67,13 @@ export class MeasurementRegistry {
     }
   }
 
-  /** A new QUEUED measurement, recorded (with its request_id index) before anything runs. */
-  async create(request: MeasureMemorizationRequest): Promise<Measurement> {
+  /**
+   * A new QUEUED measurement, recorded before anything runs, or, when another request with the
+   * same request_id got there first (on any replica, at the same instant too), that one:
+   * the request index is created exactly once (StateStore.putIfAbsent) and the loser's record is
+   * closed as superseded.
+   */
+  async create(request: MeasureMemorizationRequest): Promise<{ measurement: Measurement; created: boolean }> {
     const now = new Date();
     const measurement: Measurement = {
       measurementId: randomUUID(),
@@ -71,9 +86,32 @@ export class MeasurementRegistry {
       updateTime: now,
     };
     await this.save(measurement);
-    if (request.requestId) {
-      await this.store.put(requestKey(request.requestId), JSON.stringify({ measurementId: measurement.measurementId }));
+    if (!request.requestId) return { measurement, created: true };
+    const won = await this.store.putIfAbsent(requestKey(request.requestId), JSON.stringify({ measurementId: measurement.measurementId }));
+    if (won) return { measurement, created: true };
+    measurement.state = MeasurementState.MEASUREMENT_STATE_CANCELLED;
+    measurement.error = { code: 'ALREADY_EXISTS', message: 'superseded: another request with the same request_id created the measurement first' };
+    await this.save(measurement);
+    const existing = await this.findByRequestId(request.requestId);
+    if (!existing) throw new NotFoundError('the measurement of this request_id vanished', 'request_id');
+    return { measurement: existing, created: false };
+  }
+
+  async lease(measurementId: string): Promise<Lease | undefined> {
+    try {
+      return JSON.parse(new TextDecoder().decode(await this.store.get(leaseKey(measurementId)))) as Lease;
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
     }
-    return measurement;
+  }
+
+  async renewLease(measurementId: string, lease: Lease): Promise<void> {
+    await this.store.put(leaseKey(measurementId), JSON.stringify(lease));
+  }
+
+  /** Claims attempt `attempt` of a measurement: of replicas taking it over, exactly one wins. */
+  claimAttempt(measurementId: string, attempt: number, owner: string): Promise<boolean> {
+    return this.store.putIfAbsent(claimKey(measurementId, attempt), JSON.stringify({ owner, nonce: randomUUID() }));
   }
 }

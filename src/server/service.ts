@@ -1,4 +1,6 @@
-import { context } from '@opentelemetry/api';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { context, type Context } from '@opentelemetry/api';
 import { status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import { CancelledError, DeadlineExceededError, MemometerError, UnavailableError } from '../errors.js';
 import type {
@@ -64,6 +66,8 @@ function abortReason(call: Stream): MemometerError {
 export class MemorizationService {
   private readonly live = new Map<string, LiveRun>();
   private draining = false;
+  /** This replica, as lease records name it. */
+  private readonly owner = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
 
   constructor(private readonly deps: ServiceDeps) {}
 
@@ -93,48 +97,32 @@ export class MemorizationService {
       authorize(call.metadata, this.deps.config.apiToken);
       if (this.draining) throw new UnavailableError('the server is shutting down; retry on another replica');
       const request = call.request;
-      const options = optionsFromRequest(request);
+      optionsFromRequest(request, this.deps.config); // refuses a bad request before anything is recorded
       const existing = await this.deps.registry.findByRequestId(request.requestId);
       if (existing) return await this.attach(call, existing);
 
       const controller = new AbortController();
       const slot = this.deps.admission.enter(controller.signal);
-      slot.catch(() => undefined); // awaited below; a refusal while queued is handled there
-      let m: Measurement;
+      slot.catch(() => undefined); // awaited by the run; a refusal while queued is handled there
+      let created: Awaited<ReturnType<MeasurementRegistry['create']>>;
       try {
-        m = await this.deps.registry.create(request);
+        created = await this.deps.registry.create(request);
       } catch (error) {
         // No record, no run: give the slot (or the place in the queue) back.
         controller.abort();
         void slot.then((release) => release(), () => undefined);
         throw error;
       }
-      const live: LiveRun = { controller, listeners: new Set([(r) => call.write(r)]), done: Promise.resolve(m) };
+      if (!created.created) {
+        // The same request_id reached this or another replica at the same instant and won there.
+        controller.abort();
+        void slot.then((release) => release(), () => undefined);
+        return await this.attach(call, created.measurement);
+      }
+      const m = created.measurement;
       call.on('cancelled', () => controller.abort(abortReason(call)));
       call.write(started(m, false));
-      live.done = (async () => {
-        let release: (() => void) | undefined;
-        try {
-          release = await slot;
-          return await runMeasurement({
-            measurement: m, options, signal: controller.signal, traceContext, ...this.deps,
-            emit: (r) => live.listeners.forEach((send) => send(r)),
-          });
-        } catch (error) {
-          if (!release) {
-            // Cancelled while queued: the runner never saw it, so record it here.
-            m.state = MeasurementState.MEASUREMENT_STATE_CANCELLED;
-            const report = reportError(error);
-            m.error = { code: report.codeName, message: report.message };
-            await this.deps.registry.save(m);
-          }
-          throw error;
-        } finally {
-          release?.();
-          this.live.delete(m.measurementId);
-        }
-      })();
-      this.live.set(m.measurementId, live);
+      const live = await this.startRun(m, { controller, slot, attempt: 1, traceContext }, (r) => call.write(r));
       await live.done;
       call.end();
     } catch (error) {
@@ -142,24 +130,115 @@ export class MemorizationService {
     }
   }
 
+  /**
+   * Runs a recorded measurement in this process under a lease that it renews, and returns the
+   * live run streams attach to. A renewal that fails stops the run: another replica takes over.
+   */
+  private async startRun(
+    m: Measurement,
+    run: { controller: AbortController; slot: Promise<() => void>; attempt: number; traceContext: Context },
+    listener?: (r: MeasureMemorizationResponse) => void,
+  ): Promise<LiveRun> {
+    const { controller, slot } = run;
+    const stopLease = await this.keepLease(m.measurementId, run.attempt, controller);
+    const live: LiveRun = { controller, listeners: new Set(listener ? [listener] : []), done: Promise.resolve(m) };
+    live.done = (async () => {
+      let release: (() => void) | undefined;
+      try {
+        release = await slot;
+        return await runMeasurement({
+          measurement: m, options: optionsFromRequest(m.request!, this.deps.config), signal: controller.signal, traceContext: run.traceContext, ...this.deps,
+          emit: (r) => live.listeners.forEach((send) => send(r)),
+        });
+      } catch (error) {
+        if (!release) {
+          // Cancelled while queued: the runner never saw it, so record it here.
+          m.state = MeasurementState.MEASUREMENT_STATE_CANCELLED;
+          const report = reportError(error);
+          m.error = { code: report.codeName, message: report.message };
+          await this.deps.registry.save(m);
+        }
+        throw error;
+      } finally {
+        stopLease();
+        release?.();
+        this.live.delete(m.measurementId);
+      }
+    })();
+    this.live.set(m.measurementId, live);
+    return live;
+  }
+
+  /** Writes this replica's lease now and every third of its length until stopped. */
+  private async keepLease(measurementId: string, attempt: number, controller: AbortController): Promise<() => void> {
+    const seconds = this.deps.config.leaseSeconds;
+    const renew = () => this.deps.registry.renewLease(measurementId, { owner: this.owner, expiresAt: Date.now() + seconds * 1000, attempt });
+    await renew();
+    const timer = setInterval(() => {
+      renew().catch((error: unknown) => {
+        const reason = error instanceof Error ? error.message : String(error);
+        controller.abort(new UnavailableError(`this replica lost its lease on the measurement (${reason}); another replica takes it over`));
+      });
+    }, (seconds * 1000) / 3);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   /** A retry with a known request_id: the existing measurement's stream, never a second run. */
   private async attach(call: Stream, m: Measurement): Promise<void> {
     call.write(started(m, true));
     const live = this.live.get(m.measurementId);
-    if (live) {
-      const send = (r: MeasureMemorizationResponse) => r.event?.$case !== 'result' && call.write(r);
-      live.listeners.add(send);
-      call.on('cancelled', () => live.listeners.delete(send));
-      await live.done.catch(() => undefined);
-      live.listeners.delete(send);
-      return finish(call, await this.deps.registry.get(m.measurementId));
-    }
+    if (live) return this.follow(call, m, live);
     let current = m;
     while (!isTerminal(current) && !call.cancelled) {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       current = await this.deps.registry.get(m.measurementId);
+      if (isTerminal(current)) break;
+      const taken = await this.takeOverIfAbandoned(current);
+      if (taken) return this.follow(call, current, taken);
     }
     if (!call.cancelled) finish(call, current);
+  }
+
+  /** Streams a run of this process to `call` until it ends, then its stored outcome. */
+  private async follow(call: Stream, m: Measurement, live: LiveRun): Promise<void> {
+    const send = (r: MeasureMemorizationResponse) => r.event?.$case !== 'result' && call.write(r);
+    live.listeners.add(send);
+    call.on('cancelled', () => live.listeners.delete(send));
+    await live.done.catch(() => undefined);
+    live.listeners.delete(send);
+    finish(call, await this.deps.registry.get(m.measurementId));
+  }
+
+  /**
+   * A queued or running measurement whose lease expired (its replica died, was cut off, or lost
+   * its storage): this replica claims the next attempt (exactly one replica wins the claim) and
+   * runs it again from the start, measurements being deterministic per seed; past
+   * MEMOMETER_MAX_ATTEMPTS it is recorded as FAILED with UNAVAILABLE.
+   */
+  private async takeOverIfAbandoned(m: Measurement): Promise<LiveRun | undefined> {
+    const lease = await this.deps.registry.lease(m.measurementId);
+    const expiresAt = lease?.expiresAt ?? (m.updateTime?.getTime() ?? 0) + this.deps.config.leaseSeconds * 1000;
+    if (Date.now() <= expiresAt || this.draining) return undefined;
+    const attempt = (lease?.attempt ?? 1) + 1;
+    if (!(await this.deps.registry.claimAttempt(m.measurementId, attempt, this.owner))) return undefined;
+    if (attempt > this.deps.config.maxAttempts) {
+      m.state = MeasurementState.MEASUREMENT_STATE_FAILED;
+      m.error = {
+        code: 'UNAVAILABLE',
+        message: `the measurement was abandoned ${attempt - 1} times (its replica stopped renewing its lease); send it again with a new request_id`,
+      };
+      await this.deps.registry.save(m);
+      return undefined;
+    }
+    m.state = MeasurementState.MEASUREMENT_STATE_QUEUED;
+    m.error = undefined;
+    const controller = new AbortController();
+    const slot = this.deps.admission.enter(controller.signal);
+    slot.catch(() => undefined);
+    const live = await this.startRun(m, { controller, slot, attempt, traceContext: context.active() });
+    live.done.catch(() => undefined);
+    return live;
   }
 
   private async cancel(request: CancelMeasurementRequest): Promise<Measurement> {

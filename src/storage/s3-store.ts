@@ -14,7 +14,7 @@ import {
   UnavailableError,
 } from '../errors.js';
 import { isValidBucketName } from './s3-config.js';
-import type { ObjectStore } from './store.js';
+import type { ObjectStore, StateStore } from './store.js';
 
 export interface S3StoreOptions {
   /**
@@ -161,7 +161,10 @@ async function readAll(stream: Readable): Promise<Uint8Array> {
  * a refused permission PermissionDeniedError; an endpoint that cannot be reached, times out or
  * fails with a 5xx UnavailableError. Messages name the bucket and key, never the secret.
  */
-export class S3Store implements ObjectStore {
+/** How long a writer without conditional PUTs waits for concurrent writers before reading back. */
+const CLAIM_SETTLE_MS = 300;
+
+export class S3Store implements StateStore {
   readonly bucket: string;
   /** '' or a prefix ending in '/'. */
   readonly prefix: string;
@@ -309,6 +312,37 @@ export class S3Store implements ObjectStore {
     } catch (e) {
       throw this.mapError(e, key, 'put');
     }
+  }
+
+  /** Whether the endpoint takes conditional PUTs; learned on first use (Swift's s3api does not). */
+  private conditionalPuts: boolean | undefined;
+
+  /**
+   * Creates the object only if none exists at `key`; false when one does. S3 and MinIO take a
+   * conditional PUT (If-None-Match: *). An endpoint without conditional PUTs (OpenStack Swift's
+   * s3api answers NotImplemented) gets the strongest substitute on plain PUTs: look, write,
+   * wait for concurrent writers to land, read back; the writer whose bytes survived wins. That
+   * needs `body` to be unique to the writer (callers put a fresh id in it).
+   */
+  async putIfAbsent(key: string, body: string): Promise<boolean> {
+    const name = this.objectName(key);
+    const buf = Buffer.from(body, 'utf8');
+    if (this.conditionalPuts !== false) {
+      try {
+        await this.client.putObject(this.bucket, name, buf, buf.byteLength, { 'If-None-Match': '*' });
+        this.conditionalPuts = true;
+        return true;
+      } catch (e) {
+        const code = errorCode(e);
+        if (code === 'PreconditionFailed' || code === 'ConditionalRequestConflict') return false;
+        if (code !== 'NotImplemented') throw this.mapError(e, key, 'put');
+        this.conditionalPuts = false;
+      }
+    }
+    if (await this.exists(key)) return false;
+    await this.put(key, body);
+    await new Promise((resolve) => setTimeout(resolve, CLAIM_SETTLE_MS));
+    return Buffer.from(await this.get(key)).equals(buf);
   }
 
   async exists(key: string): Promise<boolean> {

@@ -27,6 +27,16 @@ export interface ObjectStore {
   list(prefix: string): Promise<string[]>;
 }
 
+/** The store of the server's own records: it can create an object exactly once. */
+export interface StateStore extends ObjectStore {
+  /**
+   * Writes `body` at `key` only if no object is there; true when this call created it. Of
+   * concurrent callers with the same key, exactly one gets true. `body` must be unique to the
+   * caller (it may be compared after writing).
+   */
+  putIfAbsent(key: string, body: string): Promise<boolean>;
+}
+
 /** Joins key parts with '/', dropping empty parts and duplicate separators. */
 export function joinKey(...parts: string[]): string {
   return parts

@@ -1,0 +1,94 @@
+/**
+ * Nothing hangs and nothing runs twice, through real servers sharing their state in a real S3
+ * bucket: one measurement per request_id however many clients send it at once, and a
+ * measurement whose replica is killed is taken over by another one, which the client's retry
+ * (same request_id) follows to the result.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MeasurementState, type MeasureMemorizationResponse } from '../../src/gen/memometer/v1/memometer.js';
+import { exampleBucket, s3Env, startTestService, type TestService } from '../support/service.js';
+
+const STATE = 's3://leases/state';
+let bucket: Awaited<ReturnType<typeof exampleBucket>>;
+const replicas: TestService[] = [];
+
+beforeAll(async () => {
+  bucket = await exampleBucket('leases');
+  for (let i = 0; i < 2; i++) replicas.push(await startTestService({ stateUri: STATE, leaseSeconds: '2', maxQueued: '16' }));
+});
+afterAll(async () => {
+  await Promise.all(replicas.map((r) => r.stop()));
+});
+
+const request = (requestId: string, epochs = 1) => ({
+  requestId, modelUri: bucket.modelUri, datasetUri: bucket.datasetUri, copyDepths: [2], epochs, maxSamples: 300,
+  inputScaling: { scale: 1 / 255, mean: [], std: [] },
+});
+
+/** `memometer serve` as its own process, sharing the state bucket; resolves with its port. */
+function serveProcess(): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/clients/main.ts', 'serve', '--host', '127.0.0.1', '--port', '0'], {
+    env: { ...process.env, ...s3Env(), OTEL_TRACES_EXPORTER: 'none', MEMOMETER_STATE_URI: STATE, MEMOMETER_LEASE_SECONDS: '2' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  return new Promise((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const match = /serving on 127\.0\.0\.1:(\d+)/.exec(stderr);
+      if (match) resolve({ child, address: `127.0.0.1:${match[1]}` });
+    });
+    child.on('exit', (code) => reject(new Error(`exited early with ${code}: ${stderr}`)));
+  });
+}
+
+describe('exactly one measurement per request_id', () => {
+  it('10 clients sending the same request_id at once to two replicas get one measurement and its result', async () => {
+    const outcomes = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => replicas[i % 2]!.client().measure(request('same-id-at-once'))),
+    );
+    const ids = new Set(outcomes.map((o) => o.measurementId));
+    expect(ids.size).toBe(1);
+    for (const o of outcomes) expect(o.result).toEqual(outcomes[0]!.result);
+    const stored = await replicas[0]!.client().getMeasurement([...ids][0]!);
+    expect(stored.state).toBe(MeasurementState.MEASUREMENT_STATE_SUCCEEDED);
+  });
+});
+
+describe('leases', () => {
+  it('a measurement whose replica is SIGKILLed mid-run is taken over; the client\'s retry gets its result', async () => {
+    const { child, address } = await serveProcess();
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    const { MemometerClient } = await import('../../src/clients/client.js');
+    const first = new MemometerClient({ address, retries: 0 });
+    let measurementId = '';
+    try {
+      for await (const message of first.stream(request('killed-mid-run', 30))) {
+        if (message.event?.$case === 'started') measurementId = message.event.value.measurementId;
+        if (message.event?.$case === 'epoch') {
+          child.kill('SIGKILL');
+          break;
+        }
+      }
+    } catch {
+      // The stream breaks with the process.
+    } finally {
+      first.close();
+    }
+    await exited;
+    expect(measurementId).not.toBe('');
+    const killedAt = Date.now();
+    // The retry, as every client sends it: the same request, the same request_id, another replica.
+    const messages: MeasureMemorizationResponse[] = [];
+    for await (const message of replicas[1]!.client().stream({ ...request('killed-mid-run', 30) })) messages.push(message);
+    const started = messages[0]!.event!.value as { measurementId: string; existing: boolean };
+    expect(started).toMatchObject({ measurementId, existing: true });
+    expect(messages.at(-1)!.event!.$case).toBe('result');
+    expect(messages.some((m) => m.event?.$case === 'epoch')).toBe(true);
+    const stored = await replicas[0]!.client().getMeasurement(measurementId);
+    expect(stored.state).toBe(MeasurementState.MEASUREMENT_STATE_SUCCEEDED);
+    // Taken over within the lease (2 s) and a poll or two, not at the client's deadline.
+    expect(Date.now() - killedAt).toBeLessThan(120_000);
+  });
+});
