@@ -2,7 +2,7 @@ import { realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 import { clip, PermissionDeniedError } from '../errors.js';
 import { FileStore } from './file-store.js';
-import type { ObjectStore } from './store.js';
+import { checkKey, checkPrefix, type ObjectStore } from './store.js';
 
 /** The real path of `target`, or of its nearest existing ancestor when it does not exist yet. */
 async function realExisting(target: string): Promise<string> {
@@ -41,7 +41,9 @@ export class ConfinedFileStore implements ObjectStore {
     return this.excluded.some(({ dir }) => inside(dir, path.resolve(target)));
   }
 
-  private async check(key: string): Promise<void> {
+  /** Checks `key` ({@link checkKey}; a list prefix is checked by {@link checkPrefix} instead), then where it resolves. */
+  private async check(key: string, isPrefix = false): Promise<void> {
+    if (!isPrefix) checkKey(key);
     this.realRoot ??= realExisting(this.files.root);
     const real = await realExisting(path.join(this.files.root, ...key.split('/')));
     if (!inside(await this.realRoot, real)) {
@@ -57,6 +59,11 @@ export class ConfinedFileStore implements ObjectStore {
     return this.files.get(key);
   }
 
+  async size(key: string): Promise<number> {
+    await this.check(key);
+    return this.files.size(key);
+  }
+
   async put(key: string, body: Uint8Array | string): Promise<void> {
     await this.check(key);
     return this.files.put(key, body);
@@ -68,7 +75,8 @@ export class ConfinedFileStore implements ObjectStore {
   }
 
   async list(prefix: string): Promise<string[]> {
-    if (prefix) await this.check(prefix.replace(/\/+$/, ''));
+    checkPrefix(prefix);
+    if (prefix) await this.check(prefix.replace(/\/+$/, ''), true);
     const keys = await this.files.list(prefix);
     if (!this.excluded.length) return keys;
     // A listing of a folder that holds the state folder never shows the records.

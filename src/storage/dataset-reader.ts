@@ -4,6 +4,7 @@
  * indices, and validating both.
  */
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { byteLimited } from './byte-limited.js';
 import {
   assertDatasetShapes,
   assertFiniteInputs,
@@ -13,8 +14,9 @@ import {
   type DatasetFieldNames,
   type InputValues,
   type NumericArray,
-} from '../metric/dataset.js';
+} from '../dataset.js';
 import { parseIdx } from './formats/idx.js';
+import type { ArrayLimits } from './formats/npy.js';
 import { parseNpz } from './formats/npz.js';
 import { keyBasename, type ObjectStore } from './store.js';
 
@@ -25,6 +27,22 @@ export interface DatasetArrays {
   xTest?: NumericArray;
   yTest?: NumericArray;
 }
+
+/** Bounds of {@link readDataset}; an absent bound is no bound (the default, for library and CLI use). */
+export interface ReadDatasetOptions {
+  /**
+   * Bytes: of the objects read (each object's size is asked before it is read; they count
+   * together), of the arrays they hold once decompressed (an .npz's declared uncompressed sizes
+   * together, checked before inflating; a gzipped IDX file while it inflates), and of each array
+   * as its header declares it (shape x dtype), before the array is allocated.
+   */
+  maxBytes?: number;
+  /** Samples: the first axis of each array, checked on its header before it is allocated. */
+  maxSamples?: number;
+  /** What byte-limit errors name (e.g. the request field `dataset_uri`); the object's key by default. */
+  subject?: string;
+}
+
 
 const INT32_MAX = 2 ** 31 - 1;
 const INT32_MIN = -(2 ** 31);
@@ -197,14 +215,21 @@ function describeFound(keys: string[]): string {
  * `[m, h, w]` shape), labels int32
  * class indices (one-hot rows are decoded). Every validation error is an InvalidArgumentError
  * naming the file/array and the offending value or shape; a missing object is a NotFoundError.
+ * Beyond `options` (see {@link ReadDatasetOptions}) it is a ResourceExhaustedError naming the
+ * object or array and the numbers, raised before the data is read, inflated or allocated.
  */
-export async function readDataset(store: ObjectStore, key: string): Promise<Dataset> {
-  if (key.toLowerCase().endsWith('.npz')) return readNpzDataset(store, key);
-  return readIdxDataset(store, key);
+export async function readDataset(store: ObjectStore, key: string, options: ReadDatasetOptions = {}): Promise<Dataset> {
+  const limits: ArrayLimits = {};
+  if (options.maxBytes !== undefined) limits.maxBytes = options.maxBytes;
+  if (options.maxSamples !== undefined) limits.maxSamples = options.maxSamples;
+  const bounded = options.maxBytes === undefined ? store : byteLimited(store, options.maxBytes, options.subject);
+  const read = (k: string) => bounded.get(k);
+  if (key.toLowerCase().endsWith('.npz')) return readNpzDataset(read, key, limits);
+  return readIdxDataset(store, read, key, limits);
 }
 
-async function readNpzDataset(store: ObjectStore, key: string): Promise<Dataset> {
-  const arrays = parseNpz(await store.get(key), key);
+async function readNpzDataset(read: (key: string) => Promise<Uint8Array>, key: string, limits: ArrayLimits): Promise<Dataset> {
+  const arrays = parseNpz(await read(key), key, limits);
   const found = [...arrays.keys()];
   const pick = (primary: string, alias?: string): [string, NumericArray] | undefined => {
     const a = arrays.get(primary);
@@ -240,7 +265,12 @@ async function readNpzDataset(store: ObjectStore, key: string): Promise<Dataset>
   return datasetFromArrays(input, names);
 }
 
-async function readIdxDataset(store: ObjectStore, key: string): Promise<Dataset> {
+async function readIdxDataset(
+  store: ObjectStore,
+  readObject: (key: string) => Promise<Uint8Array>,
+  key: string,
+  limits: ArrayLimits,
+): Promise<Dataset> {
   const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
   const listed = (await store.list(prefix)).filter((k) => !k.slice(prefix.length).includes('/'));
   const locate = (role: keyof typeof IDX_FILES): string | undefined => {
@@ -277,7 +307,7 @@ async function readIdxDataset(store: ObjectStore, key: string): Promise<Dataset>
     }
   }
   const read = async (k: string | undefined): Promise<NumericArray | undefined> =>
-    k === undefined ? undefined : parseIdx(await store.get(k), k);
+    k === undefined ? undefined : parseIdx(await readObject(k), k, limits);
   const [x, y, xTest, yTest] = await Promise.all([read(files.x), read(files.y), read(files.xTest), read(files.yTest)]);
   const names: DatasetFieldNames = {
     x: files.x ?? 'x',

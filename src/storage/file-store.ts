@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { clip, InvalidArgumentError, quote } from '../errors.js';
+import { clip, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { errorCode, fsError, isAbsent, type FsOperation } from './fs-errors.js';
-import type { ObjectStore, StateStore } from './store.js';
+import { checkKey, checkPrefix, type ObjectStore, type StateStore } from './store.js';
 
 /** Marks in-flight temp files of {@link FileStore.put}; `list` never returns them. */
 const TEMP_MARK = '.memometer-tmp-';
@@ -25,22 +25,10 @@ export class FileStore implements StateStore {
     this.root = path.resolve(root);
   }
 
-  /** Checks a key and maps it to its file path under the root. */
+  /** Checks a key ({@link checkKey}) and maps it to its file path under the root. */
   private pathOf(key: string): string {
-    if (typeof key !== 'string' || key === '') {
-      throw new InvalidArgumentError(`an object key must be a non-empty string, got ${typeof key === 'string' ? quote(key) : typeof key}`, 'key');
-    }
-    if (key.includes('\\') || key.includes('\0')) {
-      throw new InvalidArgumentError(`object key ${quote(key)} contains '\\' or NUL; keys use '/' separators`, clip(key));
-    }
-    const segments = key.split('/');
-    if (segments.some((s) => s === '' || s === '.' || s === '..')) {
-      throw new InvalidArgumentError(
-        `object key ${quote(key)} must be a relative '/'-separated path without empty, '.' or '..' segments`,
-        clip(key),
-      );
-    }
-    return path.join(this.root, ...segments);
+    checkKey(key);
+    return path.join(this.root, ...key.split('/'));
   }
 
   private mapError(e: unknown, key: string, op: FsOperation): unknown {
@@ -103,13 +91,20 @@ export class FileStore implements StateStore {
     }
   }
 
-  async list(prefix: string): Promise<string[]> {
-    if (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.includes('\\') || prefix.includes('\0')) {
-      throw new InvalidArgumentError(
-        `a key prefix must be a relative '/'-separated string, got ${typeof prefix === 'string' ? quote(prefix) : typeof prefix}`,
-        'prefix',
-      );
+  async size(key: string): Promise<number> {
+    const file = this.pathOf(key);
+    let info;
+    try {
+      info = await stat(file);
+    } catch (e) {
+      throw this.mapError(e, key, 'stat');
     }
+    if (!info.isFile()) throw new NotFoundError('no such object in the store (a directory)', clip(key));
+    return info.size;
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    checkPrefix(prefix);
     // Walk only the deepest directory the prefix fully names.
     const cut = prefix.lastIndexOf('/');
     const dirKey = cut < 0 ? '' : prefix.slice(0, cut);

@@ -1,10 +1,13 @@
+import { clip, InvalidArgumentError, quote } from '../errors.js';
+
 /**
  * The object store abstraction every reader and writer of memometer goes through, so that the
  * same code reads from a local directory, a bucket, or an in-memory map.
  *
  * Keys are '/'-separated paths relative to the store root, e.g. `models/cnn/model.json`. They
  * never start with '/', never contain empty, '.' or '..' segments, and never contain '\\' or NUL.
- * Implementations reject such keys with InvalidArgumentError naming the key.
+ * Implementations reject such keys with InvalidArgumentError naming the key, through
+ * {@link checkKey} (the one copy of these rules).
  */
 export interface ObjectStore {
   /**
@@ -12,6 +15,12 @@ export interface ObjectStore {
    * NotFoundError whose subject is the key.
    */
   get(key: string): Promise<Uint8Array>;
+  /**
+   * The size in bytes of the object at `key`, without reading it (a stat, a HEAD), so that a
+   * reader can refuse an object over its limit before holding any of it. A missing object (or a
+   * "directory") rejects with NotFoundError whose subject is the key.
+   */
+  size(key: string): Promise<number>;
   /**
    * Stores `body` at `key` (strings are written as UTF-8), replacing any existing object.
    * Readers never observe a partially written object.
@@ -35,6 +44,49 @@ export interface StateStore extends ObjectStore {
    * caller (it may be compared after writing).
    */
   putIfAbsent(key: string, body: string): Promise<boolean>;
+}
+
+/**
+ * Checks an object key: a non-empty '/'-separated relative path without empty, '.' or '..'
+ * segments, '\\' or NUL. Throws InvalidArgumentError naming the key (clipped) otherwise. Every
+ * store calls it before touching a key.
+ */
+export function checkKey(key: string): void {
+  if (typeof key !== 'string' || key === '') {
+    throw new InvalidArgumentError(`an object key must be a non-empty string, got ${typeof key === 'string' ? quote(key) : typeof key}`, 'key');
+  }
+  if (key.includes('\\') || key.includes('\0')) {
+    throw new InvalidArgumentError(`object key ${quote(key)} contains '\\' or NUL; keys use '/' separators`, clip(key));
+  }
+  if (key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw new InvalidArgumentError(
+      `object key ${quote(key)} must be a relative '/'-separated path without empty, '.' or '..' segments`,
+      clip(key),
+    );
+  }
+}
+
+/** Whether `key` passes {@link checkKey}. */
+export function isValidKey(key: string): boolean {
+  try {
+    checkKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks a `list` prefix: a string (maybe empty) that does not start with '/' and holds no '\\'
+ * or NUL. Throws InvalidArgumentError (subject `prefix`) otherwise.
+ */
+export function checkPrefix(prefix: string): void {
+  if (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.includes('\\') || prefix.includes('\0')) {
+    throw new InvalidArgumentError(
+      `a key prefix must be a relative '/'-separated string, got ${typeof prefix === 'string' ? quote(prefix) : typeof prefix}`,
+      'prefix',
+    );
+  }
 }
 
 /** Joins key parts with '/', dropping empty parts and duplicate separators. */

@@ -8,8 +8,8 @@
 import { gunzipSync } from 'node:zlib';
 
 import { InvalidArgumentError, ResourceExhaustedError } from '../../errors.js';
-import { formatShape, shapeSize, type NumericArray, type NumericDType } from '../../metric/dataset.js';
-import { decodeItems } from './npy.js';
+import { formatShape, shapeSize, type NumericArray, type NumericDType } from '../../arrays.js';
+import { checkArrayLimits, decodeItems, type ArrayLimits } from './npy.js';
 import { errorCode } from '../fs-errors.js';
 
 const IDX_DTYPES: Record<number, { dtype: NumericDType; size: number }> = {
@@ -26,14 +26,20 @@ export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
-/** Gunzips `bytes`; `file` names it in errors (corrupt or truncated gzip -> InvalidArgumentError). */
-export function gunzip(bytes: Uint8Array, file: string): Uint8Array {
+/**
+ * Gunzips `bytes`; `file` names it in errors (corrupt or truncated gzip -> InvalidArgumentError).
+ * Output beyond `maxBytes` stops the inflation: ResourceExhaustedError naming the limit.
+ */
+export function gunzip(bytes: Uint8Array, file: string, maxBytes?: number): Uint8Array {
   try {
-    const buf = gunzipSync(bytes);
+    const buf = gunzipSync(bytes, maxBytes === undefined ? {} : { maxOutputLength: Math.max(1, maxBytes) });
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (e) {
     const code = errorCode(e);
     const msg = e instanceof Error ? e.message : String(e);
+    if (code === 'ERR_BUFFER_TOO_LARGE' && maxBytes !== undefined) {
+      throw new ResourceExhaustedError(`decompresses to more than the limit of ${maxBytes} bytes`, file, { cause: e });
+    }
     if (code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
       throw new ResourceExhaustedError(`decompresses to more than this process can hold: ${msg}`, file, { cause: e });
     }
@@ -43,10 +49,12 @@ export function gunzip(bytes: Uint8Array, file: string): Uint8Array {
 
 /**
  * Parses an IDX file (gzipped or not) into a C-order {@link NumericArray} in host byte order.
- * `file` is the subject of every error. The data must exactly fill the declared shape.
+ * `file` is the subject of every error. The data must exactly fill the declared shape. `limits`
+ * bound the gunzipped size and the declared shape (bytes, samples): ResourceExhaustedError.
  */
-export function parseIdx(bytes: Uint8Array, file = 'data.idx'): NumericArray {
-  const raw = isGzip(bytes) ? gunzip(bytes, file) : bytes;
+export function parseIdx(bytes: Uint8Array, file = 'data.idx', limits: ArrayLimits = {}): NumericArray {
+  // The header is at most 4 + 4 * 255 bytes; the gunzipped data at most maxBytes more.
+  const raw = isGzip(bytes) ? gunzip(bytes, file, limits.maxBytes === undefined ? undefined : limits.maxBytes + 1024) : bytes;
   if (raw.length < 4) {
     throw new InvalidArgumentError(`not an IDX file: only ${raw.length} bytes, shorter than the 4-byte magic`, file);
   }
@@ -68,6 +76,7 @@ export function parseIdx(bytes: Uint8Array, file = 'data.idx'): NumericArray {
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const shape: number[] = [];
   for (let k = 0; k < ndim; k++) shape.push(view.getUint32(4 + 4 * k, false));
+  checkArrayLimits(shape, info.size, info.dtype, file, limits);
   const count = shapeSize(shape);
   const need = count * info.size;
   const have = raw.length - dataOffset;

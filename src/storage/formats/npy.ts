@@ -7,8 +7,8 @@
  * structured, complex and datetime dtypes are rejected with InvalidArgumentError.
  * Writes C-order little-endian arrays of every {@link NumericDType}.
  */
-import { InvalidArgumentError } from '../../errors.js';
-import { dtypeOf, formatShape, shapeSize, type NumericArray, type NumericDType, type NumericTypedArray } from '../../metric/dataset.js';
+import { InvalidArgumentError, ResourceExhaustedError } from '../../errors.js';
+import { dtypeOf, formatShape, shapeSize, type NumericArray, type NumericDType, type NumericTypedArray } from '../../arrays.js';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 export const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -389,13 +389,65 @@ export function decodeItems(
   return typedArrayOf(dtype, copy.buffer, count);
 }
 
+/** Bounds on what a reader allocates for one array; an absent bound is no bound. */
+export interface ArrayLimits {
+  /** Bytes of the array's data (element count x item size). */
+  maxBytes?: number;
+  /** Length of the first axis (the samples of a data set array). */
+  maxSamples?: number;
+}
+
+/**
+ * Refuses an array, from its header alone (before anything is allocated for it), whose data
+ * (`shape` x `itemSize` bytes, dtype `dtype`) or first axis is over `limits`: ResourceExhaustedError
+ * naming the array (`name`) and both numbers. Shared with the IDX reader.
+ */
+export function checkArrayLimits(shape: readonly number[], itemSize: number, dtype: string, name: string, limits: ArrayLimits): void {
+  const { maxBytes, maxSamples } = limits;
+  const samples = shape[0];
+  if (maxSamples !== undefined && shape.length > 0 && samples !== undefined && samples > maxSamples) {
+    throw new ResourceExhaustedError(
+      `shape ${formatShape(shape)} holds ${samples} samples, over the limit of ${maxSamples}`,
+      name,
+    );
+  }
+  const bytes = shapeSize(shape) * itemSize;
+  if (maxBytes !== undefined && bytes > maxBytes) {
+    throw new ResourceExhaustedError(
+      `shape ${formatShape(shape)} of dtype '${dtype}' needs ${bytes} bytes, over the limit of ${maxBytes} bytes`,
+      name,
+    );
+  }
+}
+
+/**
+ * Checks the header at the start of `head` (the first bytes of a .npy file) against `limits`
+ * when `head` holds all of it; does nothing when it is cut off or malformed (the full parse
+ * reports that). Lets a reader refuse an array before inflating or copying its data.
+ */
+export function checkNpyHeadLimits(head: Uint8Array, name: string, limits: ArrayLimits): void {
+  if (limits.maxBytes === undefined && limits.maxSamples === undefined) return;
+  let header: NpyHeader;
+  let size: number;
+  try {
+    header = parseNpyHeader(head, name);
+    size = dtypeInfo(header.descr, name).info.size;
+  } catch {
+    return;
+  }
+  checkArrayLimits(header.shape, size, header.descr, name, limits);
+}
+
 /**
  * Parses a .npy file into a C-order {@link NumericArray}. `name` (the file, or `file.npz:x.npy`)
  * is the subject of every error. Trailing bytes after the data are ignored, as numpy does.
+ * `limits` refuse (ResourceExhaustedError) an array whose header declares more bytes or samples,
+ * before its data is copied.
  */
-export function parseNpy(bytes: Uint8Array, name = 'array.npy'): NumericArray {
+export function parseNpy(bytes: Uint8Array, name = 'array.npy', limits: ArrayLimits = {}): NumericArray {
   const header = parseNpyHeader(bytes, name);
   const { info, littleEndian } = dtypeInfo(header.descr, name);
+  checkArrayLimits(header.shape, info.size, header.descr, name, limits);
   const count = shapeSize(header.shape);
   const need = count * info.size;
   const have = bytes.length - header.dataOffset;

@@ -8,11 +8,11 @@
  * fields into every *local* header; those are fine because sizes and offsets are taken from the
  * central directory.
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
 
 import { InvalidArgumentError, MemometerError, ResourceExhaustedError } from '../../errors.js';
-import type { NumericArray } from '../../metric/dataset.js';
-import { encodeNpy, parseNpy } from './npy.js';
+import type { NumericArray } from '../../arrays.js';
+import { checkNpyHeadLimits, encodeNpy, parseNpy, type ArrayLimits } from './npy.js';
 import { errorCode } from '../fs-errors.js';
 
 const SIG_LOCAL = 0x04034b50;
@@ -119,8 +119,8 @@ export function listZipEntries(bytes: Uint8Array, file: string): ZipEntry[] {
   return entries;
 }
 
-/** The uncompressed, CRC-checked bytes of one entry. */
-export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Array {
+/** The stored (maybe compressed) bytes of one entry, after its local header. */
+function entryData(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Array {
   const subject = `${file}:${entry.name}`;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const off = entry.localHeaderOffset;
@@ -136,7 +136,39 @@ export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): 
       subject,
     );
   }
-  const raw = bytes.subarray(start, end);
+  return bytes.subarray(start, end);
+}
+
+/** Compressed bytes of an entry that {@link entryHead} inflates (at most ~1 MiB of output). */
+const HEAD_COMPRESSED_BYTES = 1024;
+
+/**
+ * The first bytes of an entry's uncompressed data (for a look at a .npy header before the whole
+ * entry is inflated), or undefined when they cannot be had cheaply.
+ */
+function entryHead(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Array | undefined {
+  const raw = entryData(bytes, entry, file);
+  if (entry.method === 0) return raw.subarray(0, 1 << 17);
+  if (entry.method !== 8) return undefined;
+  try {
+    // A prefix of the deflate stream, flushed: what it holds so far, without an end-of-stream error.
+    const buf = inflateRawSync(raw.subarray(0, HEAD_COMPRESSED_BYTES), {
+      finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      maxOutputLength: 2 << 20,
+    });
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The uncompressed, CRC-checked bytes of one entry. Inflating stops (InvalidArgumentError) as
+ * soon as the output passes the entry's declared size, so the declared size bounds the memory.
+ */
+export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Array {
+  const subject = `${file}:${entry.name}`;
+  const raw = entryData(bytes, entry, file);
   let out: Uint8Array;
   if (entry.method === 0) {
     if (entry.compressedSize !== entry.uncompressedSize) {
@@ -194,18 +226,39 @@ export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): 
 
 /**
  * Parses a .npz archive into array name -> array (`x.npy` -> `x`). Entries that are not .npy
- * files are ignored. `file` names the archive in errors; errors inside an entry name
+ * files are ignored. `limits.maxBytes` bounds the declared uncompressed sizes of the .npy entries
+ * together (checked before any is inflated) and each array's data; `limits.maxSamples` each
+ * array's first axis (checked on its header, before its data is inflated or copied): beyond
+ * them, ResourceExhaustedError naming the entry and the numbers. `file` names the archive in errors; errors inside an entry name
  * `file:entry.npy`.
  */
-export function parseNpz(bytes: Uint8Array, file = 'arrays.npz'): Map<string, NumericArray> {
+export function parseNpz(bytes: Uint8Array, file = 'arrays.npz', limits: ArrayLimits = {}): Map<string, NumericArray> {
   const out = new Map<string, NumericArray>();
-  for (const entry of listZipEntries(bytes, file)) {
-    if (!entry.name.endsWith('.npy')) continue;
+  const entries = listZipEntries(bytes, file).filter((entry) => entry.name.endsWith('.npy'));
+  const { maxBytes } = limits;
+  if (maxBytes !== undefined) {
+    // Declared sizes first: nothing is inflated when the arrays together would pass the limit.
+    let declared = 0;
+    for (const entry of entries) {
+      declared += entry.uncompressedSize;
+      if (declared > maxBytes) {
+        const before = declared > entry.uncompressedSize ? ` (${declared} bytes with the arrays before it)` : '';
+        throw new ResourceExhaustedError(
+          `declares ${entry.uncompressedSize} bytes uncompressed${before}, over the limit of ${maxBytes} bytes`,
+          `${file}:${entry.name}`,
+        );
+      }
+    }
+  }
+  for (const entry of entries) {
     const key = entry.name.slice(0, -'.npy'.length);
     if (out.has(key)) throw new InvalidArgumentError(`array ${JSON.stringify(key)} appears twice`, file);
     const subject = `${file}:${entry.name}`;
     try {
-      out.set(key, parseNpy(readZipEntry(bytes, entry, file), subject));
+      // The array's header (shape x dtype, samples) is checked before the entry is inflated.
+      const head = entryHead(bytes, entry, file);
+      if (head) checkNpyHeadLimits(head, subject, limits);
+      out.set(key, parseNpy(readZipEntry(bytes, entry, file), subject, limits));
     } catch (e) {
       if (e instanceof MemometerError) throw e;
       throw new InvalidArgumentError(`cannot read entry: ${e instanceof Error ? e.message : String(e)}`, subject, { cause: e });
