@@ -26,12 +26,19 @@ export interface ServerConfig extends RequestBounds {
   /** On SIGTERM, running measurements get this long to finish before they are cancelled. */
   shutdownGraceSeconds: number;
   maxDatasetBytes: number;
+  /** Bytes of one model (all its objects: model.json and shards, or the .onnx/.keras/.h5 file). */
+  maxModelBytes: number;
   maxSamples: number;
   memoryBudgetBytes: number;
   /** A running measurement's lease on its record: renewed every third of it; expired, another replica takes the run over. */
   leaseSeconds: number;
   /** Runs of one measurement (the first and the take-overs) before it is recorded as FAILED. */
   maxAttempts: number;
+  /**
+   * Every call to a store (request URIs and the state store) fails with UNAVAILABLE when the store
+   * has not answered within this many seconds: a stalled or dead endpoint frees the slot.
+   */
+  storageTimeoutSeconds: number;
 }
 
 /** The environment variables behind each setting (documented in the README and deploy/). */
@@ -46,10 +53,12 @@ export const SERVER_ENV = {
   maxQueued: 'MEMOMETER_MAX_QUEUED',
   shutdownGraceSeconds: 'MEMOMETER_SHUTDOWN_GRACE_SECONDS',
   maxDatasetBytes: 'MEMOMETER_MAX_DATASET_BYTES',
+  maxModelBytes: 'MEMOMETER_MAX_MODEL_BYTES',
   maxSamples: 'MEMOMETER_MAX_SAMPLES',
   memoryBudgetBytes: 'MEMOMETER_MEMORY_BUDGET_BYTES',
   leaseSeconds: 'MEMOMETER_LEASE_SECONDS',
   maxAttempts: 'MEMOMETER_MAX_ATTEMPTS',
+  storageTimeoutSeconds: 'MEMOMETER_STORAGE_TIMEOUT_SECONDS',
   maxEpochs: 'MEMOMETER_MAX_EPOCHS',
   maxSeeds: 'MEMOMETER_MAX_SEEDS',
   maxCopyDepths: 'MEMOMETER_MAX_COPY_DEPTHS',
@@ -65,10 +74,12 @@ export const SERVER_DEFAULTS = {
   maxQueued: 8,
   shutdownGraceSeconds: 30,
   maxDatasetBytes: 2 * 1024 ** 3,
+  maxModelBytes: 2 * 1024 ** 3,
   maxSamples: 1_000_000,
   memoryBudgetBytes: 4 * 1024 ** 3,
   leaseSeconds: 30,
   maxAttempts: 3,
+  storageTimeoutSeconds: 30,
   ...DEFAULT_REQUEST_BOUNDS,
 } satisfies Partial<ServerConfig>;
 
@@ -116,10 +127,12 @@ export function loadServerConfig(env: NodeJS.ProcessEnv, flags: Raw = {}): Serve
     maxQueued: num('maxQueued', 0, SERVER_DEFAULTS.maxQueued),
     shutdownGraceSeconds: num('shutdownGraceSeconds', 0, SERVER_DEFAULTS.shutdownGraceSeconds),
     maxDatasetBytes: num('maxDatasetBytes', 1, SERVER_DEFAULTS.maxDatasetBytes),
+    maxModelBytes: num('maxModelBytes', 1, SERVER_DEFAULTS.maxModelBytes),
     maxSamples: num('maxSamples', 1, SERVER_DEFAULTS.maxSamples),
     memoryBudgetBytes: num('memoryBudgetBytes', 1, SERVER_DEFAULTS.memoryBudgetBytes),
     leaseSeconds: num('leaseSeconds', 1, SERVER_DEFAULTS.leaseSeconds),
     maxAttempts: num('maxAttempts', 1, SERVER_DEFAULTS.maxAttempts),
+    storageTimeoutSeconds: num('storageTimeoutSeconds', 1, SERVER_DEFAULTS.storageTimeoutSeconds),
     maxEpochs: num('maxEpochs', 1, SERVER_DEFAULTS.maxEpochs),
     maxSeeds: num('maxSeeds', 1, SERVER_DEFAULTS.maxSeeds),
     maxCopyDepths: num('maxCopyDepths', 1, SERVER_DEFAULTS.maxCopyDepths),

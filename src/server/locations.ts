@@ -7,6 +7,7 @@ import { FileStore } from '../storage/file-store.js';
 import { createS3Client, parseS3Uri, s3ConfigFromEnv } from '../storage/s3-config.js';
 import { S3Store } from '../storage/s3-store.js';
 import type { ObjectStore, StateStore } from '../storage/store.js';
+import { timed } from '../storage/timed-store.js';
 
 /** A URI resolved to a store and a key in it. */
 export interface Location {
@@ -23,7 +24,14 @@ export interface LocationPolicy {
   dataRoot?: string;
   /** When non-empty, only these buckets. */
   allowedBuckets: string[];
+  /**
+   * Every call to a store this class hands out (request locations and the state store) rejects
+   * with UnavailableError after this many seconds without an answer (default 30).
+   */
+  storageTimeoutSeconds?: number;
 }
+
+const DEFAULT_STORAGE_TIMEOUT_SECONDS = 30;
 
 /** Longest file name (one path segment) and path, in bytes, that Linux file systems accept. */
 const NAME_MAX = 255;
@@ -75,6 +83,12 @@ export class Locations {
     return new S3Store(this.client, bucket);
   }
 
+  /** `store` with the storage deadline on every call; errors name the key by `uriOf`. */
+  private timed<S extends ObjectStore>(store: S, uriOf: (key: string) => string): S {
+    const seconds = this.policy.storageTimeoutSeconds ?? DEFAULT_STORAGE_TIMEOUT_SECONDS;
+    return timed(store, { timeoutMs: seconds * 1000, describe: uriOf });
+  }
+
   /** `s3://bucket/key`, `file:///path`, or a path (absolute, or relative to the data root). */
   resolve(uri: string, field: string): Location {
     if (/^s3:\/\//i.test(uri)) {
@@ -89,7 +103,7 @@ export class Locations {
         throw new PermissionDeniedError(`${quote(uri)} is inside the server's state location`, field);
       }
       const uriOf = (k: string) => `s3://${bucket}/${k}`;
-      return { store: this.s3(bucket), key, uri: uriOf(key), uriOf };
+      return { store: this.timed(this.s3(bucket), uriOf), key, uri: uriOf(key), uriOf };
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri) && !/^file:\/\//i.test(uri)) {
       throw new InvalidArgumentError(`unsupported URI scheme in ${quote(uri)}; use s3:// or a local path`, field);
@@ -114,7 +128,7 @@ export class Locations {
     }
     checkPathLength(target, field);
     const uriOf = (k: string) => path.join(root, ...k.split('/'));
-    return { store: this.local, key: relative.split(path.sep).join('/'), uri: target, uriOf };
+    return { store: this.timed(this.local, uriOf), key: relative.split(path.sep).join('/'), uri: target, uriOf };
   }
 
   /**
@@ -126,11 +140,12 @@ export class Locations {
       const { bucket, key } = parseS3Uri(stateUri, 'MEMOMETER_STATE_URI');
       this.client ??= createS3Client(s3ConfigFromEnv(this.env));
       this.state.push({ kind: 's3', bucket, prefix: key });
-      return new S3Store(this.client, bucket, { prefix: key });
+      const prefix = key.replace(/\/+$/, '');
+      return this.timed(new S3Store(this.client, bucket, { prefix: key }), (k) => `s3://${bucket}/${prefix ? `${prefix}/` : ''}${k}`);
     }
     const dir = path.resolve(/^file:\/\//i.test(stateUri) ? fileURLToPath(stateUri) : stateUri);
     this.state.push({ kind: 'local', dir });
     this.local?.exclude(dir);
-    return new FileStore(dir);
+    return this.timed(new FileStore(dir), (k) => path.join(dir, ...k.split('/')));
   }
 }

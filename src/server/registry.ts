@@ -6,14 +6,9 @@ import {
   MeasurementState,
 } from '../gen/memometer/v1/memometer.js';
 import type { StateStore } from '../storage/store.js';
+import { allowed, applyEvent, type LifecycleEvent } from './lifecycle.js';
 
-const TERMINAL = new Set([
-  MeasurementState.MEASUREMENT_STATE_SUCCEEDED,
-  MeasurementState.MEASUREMENT_STATE_FAILED,
-  MeasurementState.MEASUREMENT_STATE_CANCELLED,
-]);
-
-export const isTerminal = (m: Measurement) => TERMINAL.has(m.state);
+export { isTerminal } from './lifecycle.js';
 
 const recordKey = (id: string) => `measurements/${id}.json`;
 const leaseKey = (id: string) => `leases/${id}.json`;
@@ -89,12 +84,25 @@ export class MeasurementRegistry {
     if (!request.requestId) return { measurement, created: true };
     const won = await this.store.putIfAbsent(requestKey(request.requestId), JSON.stringify({ measurementId: measurement.measurementId }));
     if (won) return { measurement, created: true };
-    measurement.state = MeasurementState.MEASUREMENT_STATE_CANCELLED;
-    measurement.error = { code: 'ALREADY_EXISTS', message: 'superseded: another request with the same request_id created the measurement first' };
-    await this.save(measurement);
+    await this.transition(measurement, 'supersede', {
+      code: 'ALREADY_EXISTS', message: 'superseded: another request with the same request_id created the measurement first',
+    });
     const existing = await this.findByRequestId(request.requestId);
     if (!existing) throw new NotFoundError('the measurement of this request_id vanished', 'request_id');
     return { measurement: existing, created: false };
+  }
+
+  /**
+   * Applies a lifecycle event (lifecycle.ts) to the measurement as stored NOW, read again: when
+   * the stored state allows it, `m` (with its result or error) is saved in the event's state;
+   * otherwise another replica's event came first and `m` takes the stored record. Returns `m`.
+   */
+  async transition(m: Measurement, event: LifecycleEvent, error?: Measurement['error']): Promise<Measurement> {
+    const stored = await this.get(m.measurementId);
+    if (!allowed(stored.state, event)) return Object.assign(m, stored);
+    const next = applyEvent({ ...m, state: stored.state }, event, error);
+    await this.save(next);
+    return Object.assign(m, next);
   }
 
   async lease(measurementId: string): Promise<Lease | undefined> {

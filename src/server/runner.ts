@@ -1,5 +1,5 @@
 import type { Context } from '@opentelemetry/api';
-import { DeadlineExceededError, CancelledError } from '../errors.js';
+import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from '../errors.js';
 import { measure } from '../metric/measure.js';
 import type { MeasureOptions } from '../metric/types.js';
 import {
@@ -16,7 +16,8 @@ import { joinKey } from '../storage/store.js';
 import { MeasurementTracing, withSpan } from '../telemetry/spans.js';
 import type { ServerConfig } from './config.js';
 import { progressToProto, resultToProto } from '../api/events.js';
-import { byteLimited, checkSampleLimit } from './limits.js';
+import { checkSampleLimit } from './limits.js';
+import { byteLimited } from '../storage/byte-limited.js';
 import type { Locations } from './locations.js';
 import type { MeasurementRegistry } from './registry.js';
 import { FIELD_OF_OPTION } from '../api/request.js';
@@ -60,17 +61,28 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
   const { measurement: m, config, locations, registry, signal } = ctx;
   const request = m.request!;
   let tracing: MeasurementTracing | undefined;
-  m.state = MeasurementState.MEASUREMENT_STATE_RUNNING;
-  await registry.save(m);
+  const started = await registry.transition(m, 'start');
   try {
+    // A CancelMeasurement on another replica may have landed while this one was queued.
+    if (started.state !== MeasurementState.MEASUREMENT_STATE_RUNNING) throw new CancelledError('cancelled by CancelMeasurement');
     const model = locations.resolve(request.modelUri, 'model_uri');
     const data = locations.resolve(request.datasetUri, 'dataset_uri');
     const output = request.outputUri ? locations.resolve(request.outputUri, 'output_uri') : undefined;
     const source = await withSpan('memometer.model.download', { model_uri: model.uri }, () =>
-      readModel(model.store, model.key), ctx.traceContext,
+      readModel(byteLimited(model.store, config.maxModelBytes, 'model_uri'), model.key), ctx.traceContext,
     );
     const dataset = await withSpan('memometer.dataset.download', { dataset_uri: data.uri }, () =>
-      readDataset(byteLimited(data.store, config.maxDatasetBytes, 'dataset_uri'), data.key), ctx.traceContext,
+      readDataset(data.store, data.key, {
+        subject: 'dataset_uri',
+        // Array headers are checked before anything is allocated; with max_samples the data set
+        // may hold more samples than the server measures (they are trimmed after reading).
+        maxBytes: config.maxDatasetBytes,
+        maxSamples: ctx.options.maxSamples === undefined ? config.maxSamples : undefined,
+      }).catch((error: unknown) => {
+        // Limits are the server's: name the request field, keep the array's details.
+        const rename = error instanceof ResourceExhaustedError && error.subject !== 'dataset_uri';
+        throw rename ? new ResourceExhaustedError(error.message, 'dataset_uri', { cause: error }) : error;
+      }), ctx.traceContext,
     );
     checkSampleLimit(dataset, ctx.options.maxSamples, config.maxSamples, 'dataset_uri');
     let backend = '';
@@ -115,8 +127,8 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
         );
       }
       m.result = result;
-      m.state = MeasurementState.MEASUREMENT_STATE_SUCCEEDED;
-      await registry.save(m);
+      const finished = await registry.transition(m, 'succeed');
+      if (finished.state !== MeasurementState.MEASUREMENT_STATE_SUCCEEDED) throw new CancelledError('cancelled by CancelMeasurement');
       ctx.emit({ event: { $case: 'result', value: result } });
     }
     tracing.end();
@@ -125,9 +137,9 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
     const report = reportError(error, FIELD_OF_OPTION);
     tracing?.fail(error);
     const cancelled = error instanceof CancelledError || error instanceof DeadlineExceededError;
-    m.state = cancelled ? MeasurementState.MEASUREMENT_STATE_CANCELLED : MeasurementState.MEASUREMENT_STATE_FAILED;
-    m.error = { code: report.codeName, message: report.message };
-    await registry.save(m).catch((e: unknown) => console.error('[memometer] could not record the failure:', e));
+    await registry
+      .transition(m, cancelled ? 'cancel' : 'fail', { code: report.codeName, message: report.message })
+      .catch((e: unknown) => console.error('[memometer] could not record the failure:', e));
     throw error;
   }
 }

@@ -140,7 +140,15 @@ export class MemorizationService {
     listener?: (r: MeasureMemorizationResponse) => void,
   ): Promise<LiveRun> {
     const { controller, slot } = run;
-    const stopLease = await this.keepLease(m.measurementId, run.attempt, controller);
+    let stopLease: () => void;
+    try {
+      stopLease = await this.keepLease(m.measurementId, run.attempt, controller);
+    } catch (error) {
+      // No lease, no run (the state store failed or timed out): give the slot back.
+      controller.abort(error);
+      void slot.then((release) => release(), () => undefined);
+      throw error;
+    }
     const live: LiveRun = { controller, listeners: new Set(listener ? [listener] : []), done: Promise.resolve(m) };
     live.done = (async () => {
       let release: (() => void) | undefined;
@@ -153,10 +161,11 @@ export class MemorizationService {
       } catch (error) {
         if (!release) {
           // Cancelled while queued: the runner never saw it, so record it here.
-          m.state = MeasurementState.MEASUREMENT_STATE_CANCELLED;
           const report = reportError(error);
-          m.error = { code: report.codeName, message: report.message };
-          await this.deps.registry.save(m);
+          // A state store that fails or times out here must not replace the error (the slot is released below).
+          await this.deps.registry
+            .transition(m, 'cancel', { code: report.codeName, message: report.message })
+            .catch((e: unknown) => console.error('[memometer] could not record the cancellation:', e));
         }
         throw error;
       } finally {
@@ -223,16 +232,14 @@ export class MemorizationService {
     const attempt = (lease?.attempt ?? 1) + 1;
     if (!(await this.deps.registry.claimAttempt(m.measurementId, attempt, this.owner))) return undefined;
     if (attempt > this.deps.config.maxAttempts) {
-      m.state = MeasurementState.MEASUREMENT_STATE_FAILED;
-      m.error = {
+      await this.deps.registry.transition(m, 'fail', {
         code: 'UNAVAILABLE',
         message: `the measurement was abandoned ${attempt - 1} times (its replica stopped renewing its lease); send it again with a new request_id`,
-      };
-      await this.deps.registry.save(m);
+      });
       return undefined;
     }
-    m.state = MeasurementState.MEASUREMENT_STATE_QUEUED;
-    m.error = undefined;
+    await this.deps.registry.transition(m, 'takeOver');
+    if (m.state !== MeasurementState.MEASUREMENT_STATE_QUEUED) return undefined;
     const controller = new AbortController();
     const slot = this.deps.admission.enter(controller.signal);
     slot.catch(() => undefined);
@@ -251,10 +258,7 @@ export class MemorizationService {
       return this.deps.registry.get(m.measurementId);
     }
     // Running on another replica: it sees the mark at its next epoch and stops.
-    m.state = MeasurementState.MEASUREMENT_STATE_CANCELLED;
-    m.error = { code: 'CANCELLED', message: 'cancelled by CancelMeasurement' };
-    await this.deps.registry.save(m);
-    return m;
+    return this.deps.registry.transition(m, 'cancel', { code: 'CANCELLED', message: 'cancelled by CancelMeasurement' });
   }
 
   /**
