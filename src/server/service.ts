@@ -78,7 +78,7 @@ export class MemorizationService {
 
   readonly handlers: MemorizationServiceServer = {
     measureMemorization: (call) => void this.measure(call),
-    getMeasurement: (call, callback) => void this.unary(call, callback, (r) => this.deps.registry.get(r.measurementId)),
+    getMeasurement: (call, callback) => void this.unary(call, callback, (r) => this.get(r.measurementId)),
     cancelMeasurement: (call, callback) => void this.unary(call, callback, (r) => this.cancel(r)),
   };
 
@@ -191,6 +191,17 @@ export class MemorizationService {
     }, (seconds * 1000) / 3);
     timer.unref();
     return () => clearInterval(timer);
+  }
+
+  /**
+   * GetMeasurement. Asking about a measurement whose replica died is enough to have it taken
+   * over: pipelines that poll instead of retrying the stream recover too.
+   */
+  private async get(measurementId: string): Promise<Measurement> {
+    const m = await this.deps.registry.get(measurementId);
+    if (isTerminal(m) || this.live.has(measurementId)) return m;
+    await this.takeOverIfAbandoned(m);
+    return m;
   }
 
   /** A retry with a known request_id: the existing measurement's stream, never a second run. */

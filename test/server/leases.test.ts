@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MeasurementState, type MeasureMemorizationResponse } from '../../src/gen/memometer/v1/memometer.js';
+import { MemometerClient } from '../../src/clients/client.js';
 import { exampleBucket, s3Env, startTestService, type TestService } from '../support/service.js';
 
 const STATE = 's3://leases/state';
@@ -56,28 +57,46 @@ describe('exactly one measurement per request_id', () => {
   });
 });
 
-describe('leases', () => {
-  it('a measurement whose replica is SIGKILLed mid-run is taken over; the client\'s retry gets its result', async () => {
-    const { child, address } = await serveProcess();
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    const { MemometerClient } = await import('../../src/clients/client.js');
-    const first = new MemometerClient({ address, retries: 0 });
-    let measurementId = '';
-    try {
-      for await (const message of first.stream(request('killed-mid-run', 30))) {
-        if (message.event?.$case === 'started') measurementId = message.event.value.measurementId;
-        if (message.event?.$case === 'epoch') {
-          child.kill('SIGKILL');
-          break;
-        }
+/** Starts a long measurement on a separate serve process, kills it at the first epoch; returns the id. */
+async function killedMidRun(requestId: string): Promise<string> {
+  const { child, address } = await serveProcess();
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const first = new MemometerClient({ address, retries: 0 });
+  let measurementId = '';
+  try {
+    for await (const message of first.stream(request(requestId, 30))) {
+      if (message.event?.$case === 'started') measurementId = message.event.value.measurementId;
+      if (message.event?.$case === 'epoch') {
+        child.kill('SIGKILL');
+        break;
       }
-    } catch {
-      // The stream breaks with the process.
-    } finally {
-      first.close();
     }
-    await exited;
-    expect(measurementId).not.toBe('');
+  } catch {
+    // The stream breaks with the process.
+  } finally {
+    first.close();
+  }
+  await exited;
+  expect(measurementId).not.toBe('');
+  return measurementId;
+}
+
+describe('leases', () => {
+  it('a pipeline that only polls GetMeasurement sees the measurement of a killed replica taken over and finished', async () => {
+    const id = await killedMidRun('killed-then-polled');
+    const client = replicas[0]!.client();
+    const killedAt = Date.now();
+    let state = (await client.getMeasurement(id)).state;
+    while (state !== MeasurementState.MEASUREMENT_STATE_SUCCEEDED && Date.now() - killedAt < 90_000) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      state = (await client.getMeasurement(id)).state;
+    }
+    expect(state).toBe(MeasurementState.MEASUREMENT_STATE_SUCCEEDED);
+  });
+
+
+  it('a measurement whose replica is SIGKILLed mid-run is taken over; the client\'s retry gets its result', async () => {
+    const measurementId = await killedMidRun('killed-mid-run');
     const killedAt = Date.now();
     // The retry, as every client sends it: the same request, the same request_id, another replica.
     const messages: MeasureMemorizationResponse[] = [];
