@@ -46,16 +46,24 @@ export class FileStore implements StateStore {
   }
 
   async put(key: string, body: Uint8Array | string): Promise<void> {
+    try {
+      await this.placeViaTemp(key, body, (tmp, file) => rename(tmp, file));
+    } catch (e) {
+      throw this.mapError(e, key, 'put');
+    }
+  }
+
+  /** Writes `body` to a temp file beside `key`'s file, then `place`s it (rename or link). */
+  private async placeViaTemp(key: string, body: Uint8Array | string, place: (tmp: string, file: string) => Promise<void>): Promise<void> {
     const file = this.pathOf(key);
     const dir = path.dirname(file);
     const tmp = path.join(dir, `.${path.basename(file)}${TEMP_MARK}${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
       await mkdir(dir, { recursive: true });
       await writeFile(tmp, body);
-      await rename(tmp, file);
-    } catch (e) {
+      await place(tmp, file);
+    } finally {
       await rm(tmp, { force: true }).catch(() => undefined);
-      throw this.mapError(e, key, 'put');
     }
   }
 
@@ -65,19 +73,12 @@ export class FileStore implements StateStore {
    * concurrent callers exactly one wins and no reader sees a partial object.
    */
   async putIfAbsent(key: string, body: string): Promise<boolean> {
-    const file = this.pathOf(key);
-    const dir = path.dirname(file);
-    const tmp = path.join(dir, `.${path.basename(file)}${TEMP_MARK}${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      await mkdir(dir, { recursive: true });
-      await writeFile(tmp, body);
-      await link(tmp, file);
+      await this.placeViaTemp(key, body, (tmp, file) => link(tmp, file));
       return true;
     } catch (e) {
       if (errorCode(e) === 'EEXIST') return false;
       throw this.mapError(e, key, 'put');
-    } finally {
-      await rm(tmp, { force: true }).catch(() => undefined);
     }
   }
 
