@@ -57,10 +57,19 @@ function finish(call: Stream, m: Measurement): void {
   call.emit('error', toServiceError({ code: code as status, codeName: m.error?.code ?? 'UNKNOWN', message: m.error?.message ?? '' }));
 }
 
+/**
+ * A client's own deadline timer cancels the call at ITS deadline, which reaches the server a
+ * little before the server's copy (the timeout counts from when the server got the call): a
+ * cancel this close to the deadline is the deadline.
+ */
+const DEADLINE_SKEW_MS = 1000;
+
 function abortReason(call: Stream): MemometerError {
   const deadline = call.getDeadline();
-  const passed = deadline instanceof Date ? deadline.getTime() <= Date.now() : deadline <= Date.now();
-  return passed ? new DeadlineExceededError('the call\'s deadline passed') : new CancelledError('the client cancelled the call');
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return at - Date.now() <= DEADLINE_SKEW_MS
+    ? new DeadlineExceededError('the call\'s deadline passed')
+    : new CancelledError('the client cancelled the call');
 }
 
 export class MemorizationService {
