@@ -13,6 +13,7 @@ import {
   UnauthenticatedError,
   UnavailableError,
 } from '../errors.js';
+import { errorCode } from './fs-errors.js';
 import { isValidBucketName } from './s3-config.js';
 import { checkKey, checkPrefix, isValidKey, type ObjectStore, type StateStore } from './store.js';
 
@@ -64,10 +65,6 @@ const MINIO_ARGUMENT_ERRORS = new Set(['InvalidBucketNameError', 'InvalidObjectN
 const TLS_CERT_CODE = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT/;
 /** TLS errors: no TLS session at all (e.g. https spoken to an http port). */
 const TLS_HANDSHAKE_CODE = /^(EPROTO|ERR_SSL_.*|ERR_TLS_.*)$/;
-
-function errorCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
-}
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
