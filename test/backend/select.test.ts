@@ -2,9 +2,12 @@ import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FailedPreconditionError, InvalidArgumentError } from '../../src/errors.js';
 import { BACKEND_ENV, initBackend } from '../../src/metric/backend/index.js';
+import { SIMD_KERNELS_ENV } from '../../src/metric/backend/select.js';
+import { simdKernelsRegistered, unregisterSimdKernels } from '../../src/metric/backend/simd/index.js';
 
 afterEach(() => {
   delete process.env[BACKEND_ENV];
+  delete process.env[SIMD_KERNELS_ENV];
 });
 
 describe('backend selection', () => {
@@ -44,5 +47,24 @@ describe('backend selection', () => {
     const error = await initBackend().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect((error as Error).message).toMatch(/^MEMOMETER_BACKEND: unknown backend 'tpu'/);
+  });
+
+  it('uses the SIMD kernels on wasm unless MEMOMETER_SIMD_KERNELS=off', async () => {
+    unregisterSimdKernels();
+    process.env[SIMD_KERNELS_ENV] = 'off';
+    await initBackend('wasm');
+    expect(simdKernelsRegistered()).toBe(false);
+    expect(tf.getKernel('MemometerAdamUpdate', 'wasm')).toBeUndefined();
+    delete process.env[SIMD_KERNELS_ENV];
+    await initBackend('wasm');
+    expect(simdKernelsRegistered()).toBe(true);
+    expect(tf.getKernel('MemometerAdamUpdate', 'wasm')).toBeDefined();
+  });
+
+  it('rejects a MEMOMETER_SIMD_KERNELS value other than on/off, naming the variable', async () => {
+    process.env[SIMD_KERNELS_ENV] = 'yes';
+    const error = await initBackend().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect((error as Error).message).toBe("MEMOMETER_SIMD_KERNELS: must be 'on' or 'off', got 'yes'");
   });
 });

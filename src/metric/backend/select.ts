@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors.js';
 import { registerDilatedConvGradients } from './dilated-gradients.js';
+import { registerSimdKernels } from './simd/index.js';
 import { registerWasmGradientKernels } from './wasm-gradients.js';
 
 /** Backends in order of preference. `node-gpu` and `node` are libtensorflow bindings. */
@@ -10,6 +11,20 @@ export type BackendRequest = BackendName | 'auto';
 
 /** The environment variable that forces a backend (an explicit option wins over it). */
 export const BACKEND_ENV = 'MEMOMETER_BACKEND';
+
+/**
+ * `off` keeps TF.js's own wasm matmul kernels and tf-op optimizer updates instead of
+ * memometer's SIMD kernels: for before/after benchmarks, and as an escape hatch.
+ */
+export const SIMD_KERNELS_ENV = 'MEMOMETER_SIMD_KERNELS';
+
+function simdKernelsWanted(): boolean {
+  const value = process.env[SIMD_KERNELS_ENV] ?? 'on';
+  if (value !== 'on' && value !== 'off') {
+    throw new InvalidArgumentError(`must be 'on' or 'off', got '${value}'`, SIMD_KERNELS_ENV);
+  }
+  return value === 'on';
+}
 
 export interface BackendChoice {
   name: BackendName;
@@ -54,9 +69,10 @@ export function parseBackendRequest(value: string, subject: string): BackendRequ
   );
 }
 
-async function activate(name: BackendName): Promise<void> {
+async function activate(name: BackendName, simdKernels: boolean): Promise<void> {
   const candidate = CANDIDATES[name];
   await candidate.load();
+  if (name === 'wasm' && simdKernels) registerSimdKernels();
   if (!(await tf.setBackend(candidate.tfName))) {
     throw new Error(`TF.js could not initialise backend '${candidate.tfName}'`);
   }
@@ -79,9 +95,10 @@ function describe(error: unknown): string {
 export async function initBackend(request?: BackendRequest): Promise<BackendChoice> {
   const env = process.env[BACKEND_ENV];
   const wanted = request ?? (env ? parseBackendRequest(env, BACKEND_ENV) : 'auto');
+  const simdKernels = simdKernelsWanted();
   if (wanted !== 'auto') {
     try {
-      await activate(wanted);
+      await activate(wanted, simdKernels);
     } catch (error) {
       throw new FailedPreconditionError(
         `backend '${wanted}' is unavailable (${describe(error)})`,
@@ -94,7 +111,7 @@ export async function initBackend(request?: BackendRequest): Promise<BackendChoi
   const skipped: BackendChoice['skipped'] = [];
   for (const name of BACKEND_NAMES) {
     try {
-      await activate(name);
+      await activate(name, simdKernels);
       return { name, tfName: CANDIDATES[name].tfName, skipped };
     } catch (error) {
       skipped.push({ name, reason: describe(error) });
