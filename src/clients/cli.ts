@@ -21,7 +21,7 @@ const USAGE = `usage:
          [--weight-decay X] [--lambda X] [--label-smoothing X] [--reinit]
          [--seed S[,S...]] [--max-samples M] [--held-out-fraction F]
          [--scale X] [--offset X] [--mean M[,M...]] [--std S[,S...]]
-         [--memory-budget-mb MB] [--backend auto|node-gpu|node|wasm|cpu]
+         [--memory-budget-mb MB] [--backend auto|node-gpu|node|wasm|cpu] [--head-workers auto|N]
          [--server HOST:PORT [--output URI]] [--fail-above SCORE] [--json] [--quiet]
   memometer serve [--host H] [--port P] [--data-root DIR] [--state-uri URI]
          [--max-concurrent N] [--max-queued N] [--shutdown-grace-seconds S]

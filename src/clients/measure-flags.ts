@@ -28,6 +28,7 @@ export const MEASURE_FLAGS = {
   std: { type: 'string' },
   'memory-budget-mb': { type: 'string' },
   backend: { type: 'string' },
+  'head-workers': { type: 'string' },
   output: { type: 'string' },
   server: { type: 'string' },
   'fail-above': { type: 'string' },
@@ -61,6 +62,8 @@ export const FLAG_OF_OPTION: Record<string, string> = {
   memoryBudgetBytes: '--memory-budget-mb',
   backend: '--backend',
   MEMOMETER_BACKEND: '--backend',
+  headWorkers: '--head-workers',
+  MEMOMETER_HEAD_WORKERS: '--head-workers',
 };
 
 export type MeasureValues = ReturnType<typeof parseMeasureArgs>['values'];
@@ -110,6 +113,7 @@ export function measureOptionsFrom(v: MeasureValues): Partial<MeasureOptions> {
     heldOutFraction: number(v['held-out-fraction'], '--held-out-fraction'),
     inputScaling: Object.values(scaling).some((x) => x !== undefined) ? scaling : undefined,
     memoryBudgetBytes: budget === undefined ? undefined : budget * 2 ** 20,
+    headWorkers: v['head-workers'] === 'auto' ? 'auto' : number(v['head-workers'], '--head-workers'),
   };
 }
 

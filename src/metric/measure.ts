@@ -2,13 +2,15 @@ import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, ResourceExhaustedError } from '../errors.js';
 import type { Dataset, InputValues } from './dataset.js';
 import { estimateHeadParameters, type Heads, type HeadsOptions } from './heads/heads.js';
-import { cutModel } from './model/cut.js';
+import { cutModel, type Cut } from './model/cut.js';
 import { loadModel, tokenInput } from './model/load.js';
 import { resolveOptions } from './options.js';
 import { prepareData, type PreparedData } from './prepare.js';
 import { randomLabels, Stream } from './random.js';
 import { meanAndStd, memorizationScore, zAboveChance } from './score.js';
-import { evaluateHeads, trainHeadsFrozen, type Features, type HeadTraining } from './train/frozen.js';
+import { trainHeadsFrozen } from './train/frozen.js';
+import { headWorkerCount, HeadWorkers, shared } from './train/head-workers.js';
+import { evaluateHeads, type Features, type HeadTraining, type SeedAccuracy } from './train/heads-step.js';
 import { trainJoint } from './train/joint.js';
 import { OPTIMIZER_SLOTS } from './train/optimizer.js';
 import { extractFeatures, Trunk, type ExtractedFeatures } from './train/trunk.js';
@@ -58,40 +60,67 @@ function modelShape(model: tf.LayersModel): { inputShape: number[]; numClasses: 
   return { inputShape: input as number[], numClasses: output[1] as number };
 }
 
-function planBytes(options: MeasureOptions, data: PreparedData, model: tf.LayersModel, headParams: number[], featureSizes: number[]): number {
+function planBytes(
+  options: MeasureOptions, data: PreparedData, model: tf.LayersModel, headParams: number[], featureSizes: number[], headWorkers: number,
+): number {
   const samples = data.train.count + data.heldOut.count;
   const perParam = BYTES * (2 + OPTIMIZER_SLOTS[options.optimizer]);
+  // Head workers split the heads between them; each holds its own copy of the model's weights.
   const heads = headParams.reduce((a, b) => a + b, 0) * perParam;
+  const workers = headWorkers > 1 ? headWorkers * model.countParams() * BYTES : 0;
   const input = samples * data.train.x.length / Math.max(1, data.train.count) * BYTES;
   const features = options.mode === 'frozen' ? samples * featureSizes.reduce((a, b) => a + b, 0) * BYTES : 0;
   const backbone = options.mode === 'joint' ? model.countParams() * perParam : 0;
-  return heads + input + features + backbone;
+  return heads + workers + input + features + backbone;
 }
 
 function features(values: InputValues, shape: number[], groups: Int32Array, labels: Int32Array): Features {
   return { values, sampleShape: shape, groups, labels };
 }
 
-async function scoreSeed(
-  heads: Heads,
-  d: number,
-  seed: number,
-  train: ExtractedFeatures,
-  heldOut: ExtractedFeatures,
-  lay: Layout,
-  labels: { train: Int32Array; heldOut: Int32Array },
-  n: number,
-): Promise<SeedScore> {
-  const acc = await evaluateHeads(heads, features(train.values[d]!, train.shapes[d]!, lay.trainGroups, labels.train), lay.groups, lay.perGroup);
-  const held = await evaluateHeads(heads, features(heldOut.values[d]!, heldOut.shapes[d]!, lay.heldOutGroups, labels.heldOut), lay.groups, lay.perGroup);
+interface SplitLabels {
+  train: Int32Array;
+  heldOut: Int32Array;
+}
+
+const sharedLabels = (labels: SplitLabels): SplitLabels => ({ train: shared(labels.train), heldOut: shared(labels.heldOut) });
+
+/** Both splits' features at cut `d` with one seed's random labels. */
+function splitFeatures(d: number, train: ExtractedFeatures, heldOut: ExtractedFeatures, lay: Layout, labels: SplitLabels) {
+  return {
+    train: features(train.values[d]!, train.shapes[d]!, lay.trainGroups, labels.train),
+    heldOut: features(heldOut.values[d]!, heldOut.shapes[d]!, lay.heldOutGroups, labels.heldOut),
+  };
+}
+
+async function headsAccuracy(heads: Heads, split: { train: Features; heldOut: Features }, lay: Layout): Promise<SeedAccuracy> {
+  return {
+    train: await evaluateHeads(heads, split.train, lay.groups, lay.perGroup),
+    heldOut: await evaluateHeads(heads, split.heldOut, lay.groups, lay.perGroup),
+  };
+}
+
+function scoreSeed(seed: number, acc: SeedAccuracy, train: ExtractedFeatures, heldOut: ExtractedFeatures, n: number): SeedScore {
   return {
     seed,
-    randomLabelAccuracy: acc,
-    memorizationScore: memorizationScore(acc, n),
-    heldOutRandomLabelAccuracy: held,
+    randomLabelAccuracy: acc.train,
+    memorizationScore: memorizationScore(acc.train, n),
+    heldOutRandomLabelAccuracy: acc.heldOut,
     classTrainAccuracy: train.classAccuracy,
     classTestAccuracy: heldOut.classAccuracy,
   };
+}
+
+/** Frozen mode on the main thread for one cut and seed: trains, scores and releases the heads. */
+async function* frozenHere(
+  cut: Cut, headsOptions: HeadsOptions, split: { train: Features; heldOut: Features }, training: HeadTraining, lay: Layout,
+): AsyncGenerator<EpochEvent, SeedAccuracy> {
+  const heads = yield* trainHeadsFrozen(cut, headsOptions, split.train, training);
+  try {
+    return await headsAccuracy(heads, split, lay);
+  } finally {
+    heads.dispose();
+  }
 }
 
 function depthResult(depth: number, params: number, scores: SeedScore[], curves: number[][], n: number): DepthResult {
@@ -165,7 +194,13 @@ export async function* measure(input: MeasureInput, given: Partial<MeasureOption
     const lay = layout(data, options, numClasses);
     const headParameters = cuts.map((cut) => estimateHeadParameters(cut, lay.groups, n));
     const featureSizes = cuts.map((cut) => cut.tensor.shape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1));
-    const estimatedBytes = planBytes(options, data, model, headParameters, featureSizes);
+    const headWorkers = headParameters.map((params) =>
+      headWorkerCount(options.headWorkers, {
+        backend: tf.getBackend(), mode: options.mode, groups: lay.groups, headParameters: params, samples: data.train.count,
+        epochs: options.epochs, seeds: options.seeds.length,
+      }),
+    );
+    const estimatedBytes = planBytes(options, data, model, headParameters, featureSizes, Math.max(...headWorkers));
     if (estimatedBytes > options.memoryBudgetBytes) {
       throw new ResourceExhaustedError(
         `the measurement needs about ${(estimatedBytes / 2 ** 20).toFixed(0)} MiB (heads: ${headParameters.join(', ')} parameters ` +
@@ -177,11 +212,11 @@ export async function* measure(input: MeasureInput, given: Partial<MeasureOption
     const samples: PlanEvent['samples'] = { train: data.train.count, heldOut: data.heldOut.count, heldOutSource: data.heldOutSource };
     yield {
       type: 'planned', backend: tf.getBackend(), mode: options.mode, heads: options.heads, copyDepths: options.copyDepths,
-      headsPerDepth: lay.groups, headParameters, samples, numClasses, estimatedBytes,
+      headsPerDepth: lay.groups, headParameters, ...(options.mode === 'frozen' ? { headWorkers } : {}), samples, numClasses, estimatedBytes,
       model: input.source ?? TFJS_MODEL, datasetLayout: data.layout,
     };
 
-    const labelsFor = (seed: number) => ({
+    const labelsFor = (seed: number): SplitLabels => ({
       train: randomLabels(seed, Stream.TrainLabels, data.train.ids, n),
       heldOut: randomLabels(seed, Stream.HeldOutLabels, data.heldOut.ids, n),
     });
@@ -194,29 +229,39 @@ export async function* measure(input: MeasureInput, given: Partial<MeasureOption
     let fineTunedModel: tf.io.ModelArtifacts | undefined;
 
     if (options.mode === 'frozen') {
-      const extractStart = performance.now();
-      const trunk = new Trunk(model, cuts);
-      const train = await extractFeatures(trunk, data.train, EXTRACT_CHUNK, options.signal);
-      const heldOut = await extractFeatures(trunk, data.heldOut, EXTRACT_CHUNK, options.signal);
-      yield { type: 'features', seconds: (performance.now() - extractStart) / 1000, samples: data.train.count + data.heldOut.count };
-      for (const [d, cut] of cuts.entries()) {
-        const scores: SeedScore[] = [];
-        const curves: number[][] = [];
-        for (const seed of options.seeds) {
-          const labels = labelsFor(seed);
-          const curve: number[] = [];
-          const run = trainHeadsFrozen(cut, headsOptions(seed), features(train.values[d]!, train.shapes[d]!, lay.trainGroups, labels.train), training(seed));
-          const heads = yield* tap(run, (e) => curve.push(e.randomLabelAccuracy));
-          try {
-            scores.push(await scoreSeed(heads, d, seed, train, heldOut, lay, labels, n));
-          } finally {
-            heads.dispose();
+      // The workers load the model while the main thread extracts the features.
+      const poolSize = Math.max(...headWorkers);
+      const starting = poolSize > 1 ? HeadWorkers.start(poolSize, input.model) : undefined;
+      starting?.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+      try {
+        const extractStart = performance.now();
+        const trunk = new Trunk(model, cuts);
+        const train = await extractFeatures(trunk, data.train, EXTRACT_CHUNK, options.signal);
+        const heldOut = await extractFeatures(trunk, data.heldOut, EXTRACT_CHUNK, options.signal);
+        yield { type: 'features', seconds: (performance.now() - extractStart) / 1000, samples: data.train.count + data.heldOut.count };
+        const pool = await starting;
+        if (pool) [lay.trainGroups, lay.heldOutGroups] = [shared(lay.trainGroups), shared(lay.heldOutGroups)];
+        for (const [d, cut] of cuts.entries()) {
+          const workers = headWorkers[d]!;
+          // Into shared memory once per cut, in place of the unshared copy.
+          if (workers > 1) [train.values[d], heldOut.values[d]] = [shared(train.values[d]!), shared(heldOut.values[d]!)];
+          const scores: SeedScore[] = [];
+          const curves: number[][] = [];
+          for (const seed of options.seeds) {
+            const labels = labelsFor(seed);
+            const curve: number[] = [];
+            const run = workers > 1
+              ? pool!.trainFrozen(workers, cut.depth, headsOptions(seed), splitFeatures(d, train, heldOut, lay, sharedLabels(labels)), training(seed))
+              : frozenHere(cut, headsOptions(seed), splitFeatures(d, train, heldOut, lay, labels), training(seed), lay);
+            scores.push(scoreSeed(seed, yield* tap(run, (e) => curve.push(e.randomLabelAccuracy)), train, heldOut, n));
+            curves.push(curve);
           }
-          curves.push(curve);
+          const result = depthResult(cut.depth, headParameters[d]!, scores, curves, n);
+          results.push(result);
+          yield { type: 'depthResult', result };
         }
-        const result = depthResult(cut.depth, headParameters[d]!, scores, curves, n);
-        results.push(result);
-        yield { type: 'depthResult', result };
+      } finally {
+        await starting?.then((pool) => pool.close(), () => undefined);
       }
     } else {
       const scores: SeedScore[][] = cuts.map(() => []);
@@ -236,7 +281,7 @@ export async function* measure(input: MeasureInput, given: Partial<MeasureOption
           const train = await extractFeatures(trunk, data.train, EXTRACT_CHUNK, options.signal);
           const heldOut = await extractFeatures(trunk, data.heldOut, EXTRACT_CHUNK, options.signal);
           for (const [d, h] of heads.entries()) {
-            scores[d]!.push(await scoreSeed(h, d, seed, train, heldOut, lay, labels, n));
+            scores[d]!.push(scoreSeed(seed, await headsAccuracy(h, splitFeatures(d, train, heldOut, lay, labels), lay), train, heldOut, n));
             curves[d]!.push(seedCurves[d]!);
           }
           if (seed === options.seeds[options.seeds.length - 1]) {

@@ -19,7 +19,33 @@ export const DEFAULT_OPTIONS: Readonly<MeasureOptions> = {
   seeds: [0],
   heldOutFraction: 0.1,
   memoryBudgetBytes: 2 * 1024 ** 3,
+  headWorkers: 'auto',
 };
+
+/** The environment variable that sets headWorkers (an explicit option wins over it). */
+export const HEAD_WORKERS_ENV = 'MEMOMETER_HEAD_WORKERS';
+/** More threads than this cannot pay: each holds its own copy of the model. */
+const MAX_HEAD_WORKERS = 64;
+
+/** headWorkers from the option, else from MEMOMETER_HEAD_WORKERS; errors name where it came from. */
+function headWorkersSetting(given: Partial<MeasureOptions>): number | 'auto' {
+  const fromEnv = given.headWorkers === undefined;
+  const raw = fromEnv ? process.env[HEAD_WORKERS_ENV]?.trim() || 'auto' : given.headWorkers;
+  if (raw === 'auto') return raw;
+  const value = typeof raw === 'string' ? Number(raw) : raw;
+  if (!Number.isInteger(value) || value! < 1 || value! > MAX_HEAD_WORKERS) {
+    throw new InvalidArgumentError(
+      `must be 'auto' or an integer in [1, ${MAX_HEAD_WORKERS}], got ${typeof raw === 'string' ? `'${raw}'` : raw}`,
+      fromEnv ? HEAD_WORKERS_ENV : 'headWorkers',
+    );
+  }
+  return value!;
+}
+
+/** Checks the engine's environment settings once, so a server refuses to start on a bad one. */
+export function checkEngineEnvironment(): void {
+  headWorkersSetting({});
+}
 
 function integer(value: number, field: string, min: number, max = Number.MAX_SAFE_INTEGER): void {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -61,6 +87,7 @@ export function resolveOptions(given: Partial<MeasureOptions>): MeasureOptions {
   real(o.labelSmoothing, 'labelSmoothing', (v) => v >= 0 && v < 1, 'in [0, 1)');
   real(o.heldOutFraction, 'heldOutFraction', (v) => v > 0 && v < 1, 'in (0, 1)');
   real(o.memoryBudgetBytes, 'memoryBudgetBytes', (v) => v > 0, '> 0');
+  o.headWorkers = headWorkersSetting(given);
   if (!Array.isArray(o.seeds) || o.seeds.length === 0) {
     throw new InvalidArgumentError('must list at least one seed', 'seeds');
   }

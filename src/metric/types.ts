@@ -36,6 +36,11 @@ export interface MeasureOptions {
   inputScaling?: InputScaling;
   /** Refuse a measurement whose estimated memory exceeds this. */
   memoryBudgetBytes: number;
+  /**
+   * Threads that train frozen mode's per-class heads on the wasm backend: 'auto' uses two where
+   * the heads' work pays for a worker's start, else 1 (the main thread); a number forces it.
+   */
+  headWorkers: number | 'auto';
   /** Stops the run between steps with CancelledError. */
   signal?: AbortSignal;
 }
@@ -55,6 +60,8 @@ export interface PlanEvent {
   copyDepths: number[];
   headsPerDepth: number;
   headParameters: number[];
+  /** Frozen mode: threads training each depth's heads (1: the main thread). */
+  headWorkers?: number[];
   samples: { train: number; heldOut: number; heldOutSource: 'test' | 'train-split' };
   numClasses: number;
   estimatedBytes: number;

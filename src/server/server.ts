@@ -6,6 +6,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { UnavailableError } from '../errors.js';
 import { initBackend, type BackendChoice } from '../metric/backend/index.js';
+import { checkEngineEnvironment } from '../metric/options.js';
 import { MemorizationServiceService } from '../gen/memometer/v1/memometer.js';
 import { Admission } from './admission.js';
 import { defaultStateUri, type ServerConfig } from './config.js';
@@ -29,6 +30,7 @@ export interface RunningServer {
 /** Starts the gRPC server: the service, grpc.health.v1 and server reflection. `env` holds S3 settings. */
 export async function startServer(config: ServerConfig, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const backend = await initBackend();
+  checkEngineEnvironment();
   const locations = new Locations(config, env);
   const service = new MemorizationService({
     config,

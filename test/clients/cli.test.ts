@@ -26,6 +26,7 @@ describe('memometer measure (local)', () => {
     [['--bogus'], /Unknown option '--bogus'/],
     [['--mode', 'frozen', '--lambda', '2'], /--lambda: applies only in joint mode/],
     [['--backend', 'tpu'], /--backend: unknown backend 'tpu'/],
+    [['--head-workers', '0'], /--head-workers: must be 'auto' or an integer in \[1, 64\], got 0/],
   ])('exits 2 naming the flag for %j', async (args, message) => {
     const { code, stderr } = await cli('measure', ...args);
     expect(code).toBe(2);

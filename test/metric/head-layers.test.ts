@@ -4,7 +4,7 @@ import { FailedPreconditionError } from '../../src/errors.js';
 import { Heads } from '../../src/metric/heads/heads.js';
 import { cutModel, validCutDepths } from '../../src/metric/model/cut.js';
 import { loadModel } from '../../src/metric/model/load.js';
-import { headsStep } from '../../src/metric/train/frozen.js';
+import { headsStep } from '../../src/metric/train/heads-step.js';
 import { createOptimizer } from '../../src/metric/train/optimizer.js';
 import { Trunk } from '../../src/metric/train/trunk.js';
 import { run, toArtifacts, useWasm } from '../support/engine.js';

@@ -16,6 +16,11 @@ export interface HeadsOptions {
   /** Fresh weights from the layers' own initializers, or the top's weights where shapes allow. */
   init: HeadInit;
   seed: number;
+  /**
+   * The global index of head 0, for a worker that builds heads [firstGroup, firstGroup + groups)
+   * of a larger set: each head's seeded initializer is the one it has in the whole set.
+   */
+  firstGroup?: number;
 }
 
 type Config = Record<string, unknown>;
@@ -40,7 +45,7 @@ function outputOverride(layer: tf.layers.Layer, n: number): Config {
  */
 function headCopy(layer: tf.layers.Layer, isOutput: boolean, inputShape: InputShape, options: HeadsOptions, group: number, depth: number) {
   const overrides = { ...(isOutput ? outputOverride(layer, options.outputs) : {}), trainable: true };
-  const copy = copyLayer(layer, overrides, hash32(options.seed, Stream.HeadInit, depth, group));
+  const copy = copyLayer(layer, overrides, hash32(options.seed, Stream.HeadInit, depth, (options.firstGroup ?? 0) + group));
   const symbolic = Array.isArray(inputShape[0])
     ? (inputShape as tf.Shape[]).map((batchShape) => tf.input({ batchShape }))
     : tf.input({ batchShape: inputShape as tf.Shape });

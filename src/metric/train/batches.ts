@@ -58,6 +58,18 @@ export class GroupedBatches {
   }
 }
 
+/** Heads [first, end) of G: the share of the heads one worker trains. */
+export interface GroupRange {
+  first: number;
+  end: number;
+}
+
+/** The rows of `range`'s heads in a [G, k] batch (views, not copies). */
+export function groupRows(batch: GroupedBatch, range: GroupRange, perGroup: number): { index: Int32Array; mask: Float32Array } {
+  const [start, end] = [range.first * perGroup, range.end * perGroup];
+  return { index: batch.index.subarray(start, end), mask: batch.mask.subarray(start, end) };
+}
+
 /** Copies rows `index` of a row-major array into a new array of the same type. */
 export function gatherRows<T extends InputValues>(source: T, rowSize: number, index: Int32Array): T {
   const out = (source instanceof Int32Array ? new Int32Array(index.length * rowSize) : new Float32Array(index.length * rowSize)) as T;

@@ -5,7 +5,7 @@ import type { Split } from '../prepare.js';
 import { Tally } from '../score.js';
 import type { EpochEvent } from '../types.js';
 import { GroupedBatches, gatherRows, gatherValues } from './batches.js';
-import { epochEvent, headsGradients, type HeadTraining } from './frozen.js';
+import { epochEvent, headsGradients, type HeadTraining } from './heads-step.js';
 import { classLoss, correctCount, forgetLoss } from './losses.js';
 import { applyGradients, createOptimizer } from './optimizer.js';
 import { checkCancelled, DivergenceGuard, valuesTensor, yieldToEventLoop } from './step.js';

@@ -3,8 +3,9 @@ import * as tf from '@tensorflow/tfjs';
 /** Keeps log(1 - q) finite as q -> 1 and log p finite as p -> 0. */
 const EPSILON = 1e-7;
 
-function maskedMean(values: tf.Tensor, mask: tf.Tensor): tf.Scalar {
-  return values.mul(mask).sum().div(mask.sum().maximum(1)) as tf.Scalar;
+/** The masked-in values' sum over `denominator`, by default their count. */
+function maskedMean(values: tf.Tensor, mask: tf.Tensor, denominator?: number): tf.Scalar {
+  return values.mul(mask).sum().div(denominator ?? mask.sum().maximum(1)) as tf.Scalar;
 }
 
 /** log q[r] per sample, from logits [..., n] and integer labels [...]. */
@@ -18,9 +19,13 @@ export function correctCount(scores: tf.Tensor, labels: tf.Tensor, mask: tf.Tens
   return tf.equal(scores.argMax(-1), labels).toFloat().mul(mask).sum() as tf.Scalar;
 }
 
-/** L_rnd = -log q[r]: how the heads learn the random labels. */
-export function randomLabelLoss(logits: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor): tf.Scalar {
-  return maskedMean(logProbOfLabel(logits, labels).neg(), mask);
+/**
+ * L_rnd = -log q[r]: how the heads learn the random labels. `denominator` replaces the
+ * masked-in count: a slice of the heads passes its whole step's count, so each head's gradient
+ * is the one it gets in the unsliced step.
+ */
+export function randomLabelLoss(logits: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor, denominator?: number): tf.Scalar {
+  return maskedMean(logProbOfLabel(logits, labels).neg(), mask, denominator);
 }
 
 /**
