@@ -1,20 +1,55 @@
 /**
- * `throughput`: a full frozen measurement (the public `measure`) of the example Fashion-MNIST
- * CNN on the 60,000 training images (10,000 test images as the held-out split), per-class heads,
- * n = 10, 10 epochs, d = 1 and d = 2 as separate measurements. Peak memory is sampled.
+ * `throughput`: full frozen measurements (the public `measure`) of the example Fashion-MNIST CNN
+ * on the 60,000 training images (10,000 test images as the held-out split), per-class heads,
+ * n = 10, 10 epochs, one measurement per depth 1, 2, 3, in three variants side by side: TF.js's
+ * own wasm kernels (MEMOMETER_SIMD_KERNELS=off, the engine before the SIMD kernels), the SIMD
+ * kernels on one thread, and the SIMD kernels with 2 head workers. Every (variant, depth) runs in
+ * its own Node process, so peak memory is its own and the wasm heap starts empty.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { readLocalDataset, readLocalModel } from '../src/clients/local-files.js';
 import type { Dataset } from '../src/metric/dataset.js';
 import { measure } from '../src/metric/measure.js';
 import type { MeasureOptions, MeasurementResult } from '../src/metric/types.js';
-import { cyclicLabels, median, MiB, num, printTable, seededFloats, useBackend, type Section } from './util.js';
+import { cyclicLabels, median, MiB, num, printTable, ratio, seededFloats, useBackend, type Section } from './util.js';
 
 const MODEL = 'examples/fashion-cnn';
 const DATASET = '/usr/share/datasets/fashion-mnist';
 const EPOCHS = 10;
+const DEPTHS = [1, 2, 3];
 const SAMPLE_MS = 100;
+/** Set in a child process: the one (variant, depth) it measures. */
+const RUN_ENV = 'MEMOMETER_BENCH_THROUGHPUT_RUN';
+/** A child's result line on stdout. */
+const RESULT_PREFIX = 'THROUGHPUT_RESULT ';
+
+interface Variant {
+  name: string;
+  simd: 'on' | 'off';
+  headWorkers: number;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'TF.js kernels (before)', simd: 'off', headWorkers: 1 },
+  { name: 'SIMD kernels, 1 thread', simd: 'on', headWorkers: 1 },
+  { name: 'SIMD kernels, 2 head workers', simd: 'on', headWorkers: 2 },
+];
+
+interface RunResult {
+  variant: string;
+  depth: number;
+  featureSeconds: number;
+  samplesPerSecond: number[];
+  totalSeconds: number;
+  peakRss: number;
+  wasmHeap: number;
+  headWorkers: number;
+  accuracy: number;
+  heldOutAccuracy: number;
+  source: string;
+}
 
 /** The real Fashion-MNIST, or same-sized synthetic data when its package is not installed. */
 async function loadDataset(): Promise<{ dataset: Dataset; source: string }> {
@@ -31,10 +66,9 @@ async function loadDataset(): Promise<{ dataset: Dataset; source: string }> {
   };
 }
 
-/** Max of process RSS and of TF.js's tensor bytes, sampled every 100 ms while running. */
+/** Max of process RSS (worker threads included), sampled every 100 ms while running. */
 class PeakMemory {
   rss = 0;
-  tensorBytes = 0;
   private readonly timer = setInterval(() => this.sample(), SAMPLE_MS);
 
   constructor() {
@@ -43,7 +77,6 @@ class PeakMemory {
 
   private sample(): void {
     this.rss = Math.max(this.rss, process.memoryUsage().rss);
-    this.tensorBytes = Math.max(this.tensorBytes, tf.memory().numBytes);
   }
 
   stop(): void {
@@ -52,57 +85,99 @@ class PeakMemory {
   }
 }
 
-/** Size of the wasm module's linear memory (grows, never shrinks; 4 GiB at most). */
+/** Size of the main thread's wasm linear memory (grows, never shrinks; 4 GiB at most). */
 function wasmHeapBytes(): number {
   const backend = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
   return backend.wasm?.HEAPU8?.byteLength ?? Number.NaN;
 }
 
+/** In a child process: one measurement at one depth with the variant's settings. */
+async function runOne(variant: Variant, depth: number): Promise<RunResult> {
+  await useBackend('wasm');
+  const model = await readLocalModel(MODEL);
+  const { dataset, source } = await loadDataset();
+  const peak = new PeakMemory();
+  const result: Partial<RunResult> = { variant: variant.name, depth, source, samplesPerSecond: [] };
+  let done: MeasurementResult | undefined;
+  try {
+    const options: Partial<MeasureOptions> = {
+      copyDepths: [depth], epochs: EPOCHS, heads: 'per-class', numRandomLabels: 10, inputScaling: { scale: 1 / 255 },
+      headWorkers: variant.headWorkers,
+    };
+    for await (const event of measure({ model, dataset }, options)) {
+      if (event.type === 'planned') result.headWorkers = event.headWorkers?.[0] ?? 1;
+      if (event.type === 'features') result.featureSeconds = event.seconds;
+      if (event.type === 'epoch') result.samplesPerSecond!.push(event.samplesPerSecond);
+      if (event.type === 'done') done = event.result;
+    }
+  } finally {
+    peak.stop();
+  }
+  const d = done!.depths[0]!;
+  return {
+    ...(result as RunResult),
+    totalSeconds: done!.seconds,
+    peakRss: peak.rss,
+    wasmHeap: wasmHeapBytes(),
+    accuracy: d.randomLabelAccuracy,
+    heldOutAccuracy: d.heldOutRandomLabelAccuracy,
+  };
+}
+
+/** In the parent: runs (variant, depth) in a child process with the variant's environment. */
+function runChild(variant: Variant, depth: number): RunResult {
+  const child = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, 'throughput'], {
+    env: { ...process.env, [RUN_ENV]: JSON.stringify({ variant, depth }), MEMOMETER_SIMD_KERNELS: variant.simd },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+  });
+  const line = child.stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
+  if (child.status !== 0 || line === undefined) {
+    throw new Error(`throughput run ${variant.name} d = ${depth} failed (exit ${child.status}):\n${child.stdout.slice(-2000)}`);
+  }
+  return JSON.parse(line.slice(RESULT_PREFIX.length)) as RunResult;
+}
+
 export const throughputSection: Section = {
   name: 'throughput',
   async run() {
-    await useBackend('wasm');
-    const model = await readLocalModel(MODEL);
-    const { dataset, source } = await loadDataset();
-    const rows: string[][] = [];
-    for (const depth of [1, 2]) {
-      const rssBefore = process.memoryUsage().rss;
-      const peak = new PeakMemory();
-      let featureSeconds = Number.NaN;
-      const rates: number[] = [];
-      let result: MeasurementResult | undefined;
-      try {
-        const options: Partial<MeasureOptions> = { copyDepths: [depth], epochs: EPOCHS, heads: 'per-class', numRandomLabels: 10, inputScaling: { scale: 1 / 255 } };
-        for await (const event of measure({ model, dataset }, options)) {
-          if (event.type === 'features') featureSeconds = event.seconds;
-          if (event.type === 'epoch') rates.push(event.samplesPerSecond);
-          if (event.type === 'done') result = event.result;
-        }
-      } finally {
-        peak.stop();
-      }
-      const r = result!;
-      const d = r.depths[0]!;
-      rows.push([
-        String(depth),
-        `${r.samples.train} / ${r.samples.heldOut}`,
-        num(featureSeconds),
-        `${num(median(rates))} (${num(Math.min(...rates))}-${num(Math.max(...rates))})`,
-        num(r.seconds),
-        `${MiB(peak.rss)} (${MiB(rssBefore)} before)`,
-        MiB(peak.tensorBytes),
-        MiB(wasmHeapBytes()),
-        `${num(d.randomLabelAccuracy)} / ${num(d.heldOutRandomLabelAccuracy)}`,
-      ]);
-      console.log(`  throughput d = ${depth}: ${num(r.seconds)} s`);
+    const own = process.env[RUN_ENV];
+    if (own) {
+      const { variant, depth } = JSON.parse(own) as { variant: Variant; depth: number };
+      console.log(`${RESULT_PREFIX}${JSON.stringify(await runOne(variant, depth))}`);
+      return;
     }
+    const results: RunResult[] = [];
+    // Variants interleaved per depth, so that a change in the machine's load hits all of them.
+    for (const depth of DEPTHS) {
+      for (const variant of VARIANTS) {
+        const r = runChild(variant, depth);
+        console.log(`  throughput ${variant.name}, d = ${depth}: ${num(r.totalSeconds)} s`);
+        results.push(r);
+      }
+    }
+    const before = (depth: number) => results.find((r) => r.depth === depth && r.variant === VARIANTS[0]!.name)!;
     printTable(
       `throughput: frozen measure(), ${EPOCHS} epochs, per-class heads, n = 10, example fashion-cnn (wasm)`,
-      ['d', 'train / held-out', 'features s', 'train samples/s median (min-max over epochs)', 'total s', 'peak RSS MiB', 'peak tf.memory numBytes MiB', 'wasm heap MiB after', 'rl-acc train / held-out'],
-      rows,
+      ['d', 'variant', 'head workers', 'features s', 'heads train samples/s median (min-max)', 'total s', 'total vs before', 'peak RSS MiB', 'wasm heap MiB', 'rl-acc train / held-out'],
+      results.map((r) => [
+        String(r.depth),
+        r.variant,
+        String(r.headWorkers),
+        num(r.featureSeconds),
+        `${num(median(r.samplesPerSecond))} (${num(Math.min(...r.samplesPerSecond))}-${num(Math.max(...r.samplesPerSecond))})`,
+        num(r.totalSeconds),
+        ratio(before(r.depth).totalSeconds, r.totalSeconds),
+        MiB(r.peakRss),
+        MiB(r.wasmHeap),
+        `${num(r.accuracy)} / ${num(r.heldOutAccuracy)}`,
+      ]),
       [
-        `data: ${source}; inputs scaled by 1/255; features s = extraction of train + held-out; total s = the done event's seconds (also scoring)`,
-        'peak RSS of the section\'s process, sampled every 100 ms (d = 2 runs after d = 1 in the same process: "before" is the RSS at its start); the wasm heap is the module memory size after the run (it never shrinks, max 4 GiB)',
+        `data: ${results[0]?.source}; inputs scaled by 1/255`,
+        'each row is its own Node process; features s = extraction of train + held-out; total s = the done event\'s seconds (extraction, training, scoring)',
+        'before = MEMOMETER_SIMD_KERNELS=off: TF.js 4.22\'s own wasm BatchMatMul and tf-op optimizer updates; peak RSS includes the head workers\' threads; the wasm heap is the main thread\'s',
+        'same seed in every variant: a depth\'s random-label accuracies differ only by float rounding between kernels (and not at all between 1 and 2 head workers)',
       ],
     );
   },
