@@ -131,7 +131,7 @@ export class MemorizationService {
       const m = created.measurement;
       call.on('cancelled', () => controller.abort(abortReason(call)));
       call.write(started(m, false));
-      const live = await this.startRun(m, { controller, slot, attempt: 1, traceContext }, (r) => call.write(r));
+      const live = this.startRun(m, { controller, slot, attempt: 1, traceContext }, (r) => call.write(r));
       await live.done;
       call.end();
     } catch (error) {
@@ -141,34 +141,37 @@ export class MemorizationService {
 
   /**
    * Runs a recorded measurement in this process under a lease that it renews, and returns the
-   * live run streams attach to. A renewal that fails stops the run: another replica takes over.
+   * live run streams attach to. The run is registered before anything is awaited, so a
+   * CancelMeasurement that arrives right after `started` stops it here (instead of marking the
+   * record while the run goes on). A renewal that fails stops the run: another replica takes over.
    */
-  private async startRun(
+  private startRun(
     m: Measurement,
     run: { controller: AbortController; slot: Promise<() => void>; attempt: number; traceContext: Context },
     listener?: (r: MeasureMemorizationResponse) => void,
-  ): Promise<LiveRun> {
+  ): LiveRun {
     const { controller, slot } = run;
-    let stopLease: () => void;
-    try {
-      stopLease = await this.keepLease(m.measurementId, run.attempt, controller);
-    } catch (error) {
-      // No lease, no run (the state store failed or timed out): give the slot back.
-      controller.abort(error);
-      void slot.then((release) => release(), () => undefined);
-      throw error;
-    }
     const live: LiveRun = { controller, listeners: new Set(listener ? [listener] : []), done: Promise.resolve(m) };
+    this.live.set(m.measurementId, live);
     live.done = (async () => {
+      let stopLease: (() => void) | undefined;
       let release: (() => void) | undefined;
       try {
+        try {
+          stopLease = await this.keepLease(m.measurementId, run.attempt, controller);
+        } catch (error) {
+          // No lease, no run (the state store failed or timed out): give the slot back.
+          controller.abort(error);
+          void slot.then((r) => r(), () => undefined);
+          throw error;
+        }
         release = await slot;
         return await runMeasurement({
           measurement: m, options: optionsFromRequest(m.request!, this.deps.config), signal: controller.signal, traceContext: run.traceContext, ...this.deps,
           emit: (r) => live.listeners.forEach((send) => send(r)),
         });
       } catch (error) {
-        if (!release) {
+        if (stopLease && !release) {
           // Cancelled while queued: the runner never saw it, so record it here.
           const report = reportError(error);
           // A state store that fails or times out here must not replace the error (the slot is released below).
@@ -178,12 +181,11 @@ export class MemorizationService {
         }
         throw error;
       } finally {
-        stopLease();
+        stopLease?.();
         release?.();
         this.live.delete(m.measurementId);
       }
     })();
-    this.live.set(m.measurementId, live);
     return live;
   }
 
@@ -263,7 +265,7 @@ export class MemorizationService {
     const controller = new AbortController();
     const slot = this.deps.admission.enter(controller.signal);
     slot.catch(() => undefined);
-    const live = await this.startRun(m, { controller, slot, attempt, traceContext: context.active() });
+    const live = this.startRun(m, { controller, slot, attempt, traceContext: context.active() });
     live.done.catch(() => undefined);
     return live;
   }

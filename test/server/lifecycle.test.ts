@@ -97,6 +97,28 @@ describe('cancellation, deadlines and limits', () => {
     // A finished measurement is returned unchanged.
     expect((await client.cancelMeasurement(id)).state).toBe(MeasurementState.MEASUREMENT_STATE_CANCELLED);
   });
+
+  it('CancelMeasurement the instant `started` arrives stops the run: the record stays CANCELLED', async () => {
+    const client = service.client();
+    let id = '';
+    let cancelled: Promise<unknown> | undefined;
+    const outcome = (async () => {
+      try {
+        // A short run: before the fix it often finished and was recorded SUCCEEDED after the cancel.
+        for await (const message of client.stream({ ...LONG, epochs: 2 })) {
+          if (message.event?.$case !== 'started') continue;
+          id = message.event.value.measurementId;
+          cancelled = client.cancelMeasurement(id);
+        }
+        return undefined;
+      } catch (error) {
+        return error as ServiceError;
+      }
+    })();
+    expect(await outcome).toMatchObject({ code: status.CANCELLED, details: 'cancelled by CancelMeasurement' });
+    expect(await cancelled).toMatchObject({ state: MeasurementState.MEASUREMENT_STATE_CANCELLED });
+    expect((await settled(client, id)).state).toBe(MeasurementState.MEASUREMENT_STATE_CANCELLED);
+  });
 });
 
 describe('replicas', () => {
