@@ -2,6 +2,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/metric/backend/index.js';
 
+export { seededFloats } from '../test/support/seeded.js';
+
 export interface Section {
   name: string;
   run(): Promise<void>;
@@ -55,20 +57,6 @@ export function printTable(title: string, header: string[], rows: string[][], no
   const out = [`\n### ${title}\n`, line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
   if (notes.length) out.push('', ...notes.map((n) => `- ${n}`));
   console.log(out.join('\n'));
-}
-
-/** Deterministic uniform floats in [-1, 1) (mulberry32). */
-export function seededFloats(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  const values = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    values[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return values;
 }
 
 /** Class labels 0, 1, ..., C-1, 0, 1, ...: every class equally often. */

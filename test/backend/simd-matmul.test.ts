@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerSimdKernels, unregisterSimdKernels } from '../../src/metric/backend/simd/index.js';
 import { simdContext } from '../../src/metric/backend/simd/loader.js';
 import { registerWasmGradientKernels } from '../../src/metric/backend/wasm-gradients.js';
+import { seededFloats } from '../support/seeded.js';
 
 const TOLERANCE = 1e-5;
 
@@ -17,18 +18,9 @@ interface Host {
   shape: number[];
 }
 
-/** Deterministic uniform values in [-1, 1) (mulberry32). */
+/** Deterministic uniform values in [-1, 1). */
 function random(shape: number[], seed: number): Host {
-  let state = seed >>> 0;
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < values.length; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    values[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return { values, shape };
+  return { values: seededFloats(shape.reduce((a, b) => a * b, 1), seed), shape };
 }
 
 /** max |actual - expected| relative to the largest |expected|; NaN anywhere fails. */

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerWasmGradientKernels } from '../../src/metric/backend/wasm-gradients.js';
+import { seededFloats } from '../support/seeded.js';
 
 type Backend = 'cpu' | 'wasm';
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
@@ -38,18 +39,9 @@ function relativeError(actual: Host, expected: Host): number {
   return diff / scale;
 }
 
-/** Deterministic uniform values in [-1, 1) (mulberry32). */
+/** Deterministic uniform values in [-1, 1). */
 function random(shape: number[], seed: number): Host {
-  let state = seed >>> 0;
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < values.length; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    values[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return { values, shape, dtype: 'float32' };
+  return { values: seededFloats(shape.reduce((a, b) => a * b, 1), seed), shape, dtype: 'float32' };
 }
 
 function ints(values: number[], shape = [values.length]): Host {
