@@ -16,6 +16,7 @@ const depthToProto = (d: EngineDepthResult): DepthResult => d;
 export interface Outputs {
   backend: string;
   reportUri: string;
+  reportHtmlUri: string;
   fineTunedModelUri: string;
 }
 
@@ -31,6 +32,8 @@ export function resultToProto(result: EngineResult, outputs: Outputs): Measureme
     depths: result.depths.map(depthToProto),
     warnings: result.warnings,
     seconds: result.seconds,
+    baselineReportUri: '',
+    baselineDifferences: [],
     ...outputs,
   };
 }
@@ -48,6 +51,7 @@ export function resultFromProto(r: MeasurementResult): EngineResult & Outputs {
     seconds: r.seconds,
     backend: r.backend,
     reportUri: r.reportUri,
+    reportHtmlUri: r.reportHtmlUri,
     fineTunedModelUri: r.fineTunedModelUri,
   };
 }

@@ -349,7 +349,21 @@ export interface MeasureMemorizationRequest {
   /** Fraction of training samples held out when the data set has no test arrays. Default: 0.1. */
   heldOutFraction: number;
   /** Input scaling. Default: none. */
-  inputScaling: InputScaling | undefined;
+  inputScaling:
+    | InputScaling
+    | undefined;
+  /**
+   * The report.json of an earlier measurement (s3:// URI or a path under the data root) to
+   * compare with: the result then carries per-depth deltas and report.html shows both. A
+   * baseline measured with other settings (depths, n, mode, heads, epochs, data set, ...) is
+   * refused with FAILED_PRECONDITION listing the differences, unless allow_different_settings.
+   */
+  baselineReportUri: string;
+  /**
+   * Compare with a baseline measured with other settings; the differences are listed in
+   * MeasurementResult.baseline_differences.
+   */
+  allowDifferentSettings: boolean;
 }
 
 /** One message of the MeasureMemorization stream. */
@@ -512,6 +526,20 @@ export interface DepthResult {
   seeds: SeedScore[];
   /** Mean running random-label accuracy per epoch. */
   curve: number[];
+  /** This depth in the baseline report, when the request named one that measured it. */
+  baseline?: BaselineDepth | undefined;
+}
+
+/** A depth's scores in the baseline report and this measurement's change from them. */
+export interface BaselineDepth {
+  /** The baseline's chance-corrected memorization score. */
+  memorizationScore: number;
+  /** This measurement's score minus the baseline's: > 0 means more memorization. */
+  memorizationScoreDelta: number;
+  /** The baseline's random-label accuracy. */
+  randomLabelAccuracy: number;
+  /** This measurement's random-label accuracy minus the baseline's. */
+  randomLabelAccuracyDelta: number;
 }
 
 /** The final result of a measurement. */
@@ -542,6 +570,15 @@ export interface MeasurementResult {
   fineTunedModelUri: string;
   /** The TF.js backend that did the work. */
   backend: string;
+  /** Where the HTML report (report.html, next to report.json) was written; empty without output_uri. */
+  reportHtmlUri: string;
+  /** The baseline report compared with; empty without one. */
+  baselineReportUri: string;
+  /**
+   * Settings in which the baseline differs (allowed by allow_different_settings), as
+   * "field: baseline -> this".
+   */
+  baselineDifferences: string[];
 }
 
 /** Why a measurement failed or was cancelled. */
@@ -590,6 +627,28 @@ export interface GetMeasurementRequest {
 export interface CancelMeasurementRequest {
   /** The id from MeasurementStarted. */
   measurementId: string;
+}
+
+/** ListMeasurements' request (Google AIP-132 / AIP-158 / AIP-160). */
+export interface ListMeasurementsRequest {
+  /** At most this many measurements per page; 0 means 50; larger than 1000 is treated as 1000. */
+  pageSize: number;
+  /** next_page_token of the previous page; empty for the first page. Valid only with the same filter. */
+  pageToken: string;
+  /**
+   * Conditions joined by AND: model_uri = "s3://..."; state = SUCCEEDED (or QUEUED, RUNNING,
+   * FAILED, CANCELLED, or the MEASUREMENT_STATE_ names); create_time >= / > / <= / <
+   * "2026-11-01T00:00:00Z". Empty: everything.
+   */
+  filter: string;
+}
+
+/** ListMeasurements' response. */
+export interface ListMeasurementsResponse {
+  /** Newest first (create_time descending). */
+  measurements: Measurement[];
+  /** Token for the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBaseInputScaling(): InputScaling {
@@ -760,6 +819,8 @@ function createBaseMeasureMemorizationRequest(): MeasureMemorizationRequest {
     maxSamples: 0,
     heldOutFraction: 0,
     inputScaling: undefined,
+    baselineReportUri: "",
+    allowDifferentSettings: false,
   };
 }
 
@@ -835,6 +896,12 @@ export const MeasureMemorizationRequest: MessageFns<MeasureMemorizationRequest> 
     }
     if (message.inputScaling !== undefined) {
       InputScaling.encode(message.inputScaling, writer.uint32(170).fork()).join();
+    }
+    if (message.baselineReportUri !== "") {
+      writer.uint32(178).string(message.baselineReportUri);
+    }
+    if (message.allowDifferentSettings !== false) {
+      writer.uint32(184).bool(message.allowDifferentSettings);
     }
     return writer;
   },
@@ -1040,6 +1107,22 @@ export const MeasureMemorizationRequest: MessageFns<MeasureMemorizationRequest> 
             message.inputScaling = InputScaling.decode(reader, reader.uint32());
             continue;
           }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.baselineReportUri = reader.string();
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.allowDifferentSettings = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1141,6 +1224,16 @@ export const MeasureMemorizationRequest: MessageFns<MeasureMemorizationRequest> 
         : isSet(object.input_scaling)
         ? InputScaling.fromJSON(object.input_scaling)
         : undefined,
+      baselineReportUri: isSet(object.baselineReportUri)
+        ? globalThis.String(object.baselineReportUri)
+        : isSet(object.baseline_report_uri)
+        ? globalThis.String(object.baseline_report_uri)
+        : "",
+      allowDifferentSettings: isSet(object.allowDifferentSettings)
+        ? globalThis.Boolean(object.allowDifferentSettings)
+        : isSet(object.allow_different_settings)
+        ? globalThis.Boolean(object.allow_different_settings)
+        : false,
     };
   },
 
@@ -1209,6 +1302,12 @@ export const MeasureMemorizationRequest: MessageFns<MeasureMemorizationRequest> 
     if (message.inputScaling !== undefined) {
       obj.inputScaling = InputScaling.toJSON(message.inputScaling);
     }
+    if (message.baselineReportUri !== "") {
+      obj.baselineReportUri = message.baselineReportUri;
+    }
+    if (message.allowDifferentSettings !== false) {
+      obj.allowDifferentSettings = message.allowDifferentSettings;
+    }
     return obj;
   },
 
@@ -1240,6 +1339,8 @@ export const MeasureMemorizationRequest: MessageFns<MeasureMemorizationRequest> 
     message.inputScaling = (object.inputScaling !== undefined && object.inputScaling !== null)
       ? InputScaling.fromPartial(object.inputScaling)
       : undefined;
+    message.baselineReportUri = object.baselineReportUri ?? "";
+    message.allowDifferentSettings = object.allowDifferentSettings ?? false;
     return message;
   },
 };
@@ -2513,6 +2614,7 @@ function createBaseDepthResult(): DepthResult {
     headParameters: 0,
     seeds: [],
     curve: [],
+    baseline: undefined,
   };
 }
 
@@ -2557,6 +2659,9 @@ export const DepthResult: MessageFns<DepthResult> = {
         writer.double(v);
       }
       writer.join();
+    }
+    if (message.baseline !== undefined) {
+      BaselineDepth.encode(message.baseline, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -2680,6 +2785,14 @@ export const DepthResult: MessageFns<DepthResult> = {
 
             break;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.baseline = BaselineDepth.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2746,6 +2859,7 @@ export const DepthResult: MessageFns<DepthResult> = {
       curve: globalThis.Array.isArray(object?.curve)
         ? object.curve.map((e: any) => globalThis.Number(e))
         : [],
+      baseline: isSet(object.baseline) ? BaselineDepth.fromJSON(object.baseline) : undefined,
     };
   },
 
@@ -2787,6 +2901,9 @@ export const DepthResult: MessageFns<DepthResult> = {
     if (message.curve?.length) {
       obj.curve = message.curve.map((e) => floatToJson(e));
     }
+    if (message.baseline !== undefined) {
+      obj.baseline = BaselineDepth.toJSON(message.baseline);
+    }
     return obj;
   },
 
@@ -2807,6 +2924,142 @@ export const DepthResult: MessageFns<DepthResult> = {
     message.headParameters = object.headParameters ?? 0;
     message.seeds = object.seeds?.map((e) => SeedScore.fromPartial(e)) || [];
     message.curve = object.curve?.map((e) => e) || [];
+    message.baseline = (object.baseline !== undefined && object.baseline !== null)
+      ? BaselineDepth.fromPartial(object.baseline)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBaselineDepth(): BaselineDepth {
+  return { memorizationScore: 0, memorizationScoreDelta: 0, randomLabelAccuracy: 0, randomLabelAccuracyDelta: 0 };
+}
+
+export const BaselineDepth: MessageFns<BaselineDepth> = {
+  encode(message: BaselineDepth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.memorizationScore !== 0) {
+      writer.uint32(9).double(message.memorizationScore);
+    }
+    if (message.memorizationScoreDelta !== 0) {
+      writer.uint32(17).double(message.memorizationScoreDelta);
+    }
+    if (message.randomLabelAccuracy !== 0) {
+      writer.uint32(25).double(message.randomLabelAccuracy);
+    }
+    if (message.randomLabelAccuracyDelta !== 0) {
+      writer.uint32(33).double(message.randomLabelAccuracyDelta);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BaselineDepth {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBaselineDepth();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.memorizationScore = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.memorizationScoreDelta = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.randomLabelAccuracy = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.randomLabelAccuracyDelta = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BaselineDepth {
+    return {
+      memorizationScore: isSet(object.memorizationScore)
+        ? globalThis.Number(object.memorizationScore)
+        : isSet(object.memorization_score)
+        ? globalThis.Number(object.memorization_score)
+        : 0,
+      memorizationScoreDelta: isSet(object.memorizationScoreDelta)
+        ? globalThis.Number(object.memorizationScoreDelta)
+        : isSet(object.memorization_score_delta)
+        ? globalThis.Number(object.memorization_score_delta)
+        : 0,
+      randomLabelAccuracy: isSet(object.randomLabelAccuracy)
+        ? globalThis.Number(object.randomLabelAccuracy)
+        : isSet(object.random_label_accuracy)
+        ? globalThis.Number(object.random_label_accuracy)
+        : 0,
+      randomLabelAccuracyDelta: isSet(object.randomLabelAccuracyDelta)
+        ? globalThis.Number(object.randomLabelAccuracyDelta)
+        : isSet(object.random_label_accuracy_delta)
+        ? globalThis.Number(object.random_label_accuracy_delta)
+        : 0,
+    };
+  },
+
+  toJSON(message: BaselineDepth): unknown {
+    const obj: any = {};
+    if (message.memorizationScore !== 0) {
+      obj.memorizationScore = floatToJson(message.memorizationScore);
+    }
+    if (message.memorizationScoreDelta !== 0) {
+      obj.memorizationScoreDelta = floatToJson(message.memorizationScoreDelta);
+    }
+    if (message.randomLabelAccuracy !== 0) {
+      obj.randomLabelAccuracy = floatToJson(message.randomLabelAccuracy);
+    }
+    if (message.randomLabelAccuracyDelta !== 0) {
+      obj.randomLabelAccuracyDelta = floatToJson(message.randomLabelAccuracyDelta);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BaselineDepth>, I>>(base?: I): BaselineDepth {
+    return BaselineDepth.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BaselineDepth>, I>>(object: I): BaselineDepth {
+    const message = createBaseBaselineDepth();
+    message.memorizationScore = object.memorizationScore ?? 0;
+    message.memorizationScoreDelta = object.memorizationScoreDelta ?? 0;
+    message.randomLabelAccuracy = object.randomLabelAccuracy ?? 0;
+    message.randomLabelAccuracyDelta = object.randomLabelAccuracyDelta ?? 0;
     return message;
   },
 };
@@ -2826,6 +3079,9 @@ function createBaseMeasurementResult(): MeasurementResult {
     reportUri: "",
     fineTunedModelUri: "",
     backend: "",
+    reportHtmlUri: "",
+    baselineReportUri: "",
+    baselineDifferences: [],
   };
 }
 
@@ -2869,6 +3125,15 @@ export const MeasurementResult: MessageFns<MeasurementResult> = {
     }
     if (message.backend !== "") {
       writer.uint32(106).string(message.backend);
+    }
+    if (message.reportHtmlUri !== "") {
+      writer.uint32(114).string(message.reportHtmlUri);
+    }
+    if (message.baselineReportUri !== "") {
+      writer.uint32(122).string(message.baselineReportUri);
+    }
+    for (const v of message.baselineDifferences) {
+      writer.uint32(130).string(v!);
     }
     return writer;
   },
@@ -2990,6 +3255,30 @@ export const MeasurementResult: MessageFns<MeasurementResult> = {
             message.backend = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.reportHtmlUri = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.baselineReportUri = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.baselineDifferences.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3049,6 +3338,21 @@ export const MeasurementResult: MessageFns<MeasurementResult> = {
         ? globalThis.String(object.fine_tuned_model_uri)
         : "",
       backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+      reportHtmlUri: isSet(object.reportHtmlUri)
+        ? globalThis.String(object.reportHtmlUri)
+        : isSet(object.report_html_uri)
+        ? globalThis.String(object.report_html_uri)
+        : "",
+      baselineReportUri: isSet(object.baselineReportUri)
+        ? globalThis.String(object.baselineReportUri)
+        : isSet(object.baseline_report_uri)
+        ? globalThis.String(object.baseline_report_uri)
+        : "",
+      baselineDifferences: globalThis.Array.isArray(object?.baselineDifferences)
+        ? object.baselineDifferences.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.baseline_differences)
+        ? object.baseline_differences.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3093,6 +3397,15 @@ export const MeasurementResult: MessageFns<MeasurementResult> = {
     if (message.backend !== "") {
       obj.backend = message.backend;
     }
+    if (message.reportHtmlUri !== "") {
+      obj.reportHtmlUri = message.reportHtmlUri;
+    }
+    if (message.baselineReportUri !== "") {
+      obj.baselineReportUri = message.baselineReportUri;
+    }
+    if (message.baselineDifferences?.length) {
+      obj.baselineDifferences = message.baselineDifferences;
+    }
     return obj;
   },
 
@@ -3114,6 +3427,9 @@ export const MeasurementResult: MessageFns<MeasurementResult> = {
     message.reportUri = object.reportUri ?? "";
     message.fineTunedModelUri = object.fineTunedModelUri ?? "";
     message.backend = object.backend ?? "";
+    message.reportHtmlUri = object.reportHtmlUri ?? "";
+    message.baselineReportUri = object.baselineReportUri ?? "";
+    message.baselineDifferences = object.baselineDifferences?.map((e) => e) || [];
     return message;
   },
 };
@@ -3561,6 +3877,206 @@ export const CancelMeasurementRequest: MessageFns<CancelMeasurementRequest> = {
   },
 };
 
+function createBaseListMeasurementsRequest(): ListMeasurementsRequest {
+  return { pageSize: 0, pageToken: "", filter: "" };
+}
+
+export const ListMeasurementsRequest: MessageFns<ListMeasurementsRequest> = {
+  encode(message: ListMeasurementsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.filter !== "") {
+      writer.uint32(26).string(message.filter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMeasurementsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMeasurementsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.filter = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMeasurementsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      filter: isSet(object.filter) ? globalThis.String(object.filter) : "",
+    };
+  },
+
+  toJSON(message: ListMeasurementsRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.filter !== "") {
+      obj.filter = message.filter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListMeasurementsRequest>, I>>(base?: I): ListMeasurementsRequest {
+    return ListMeasurementsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMeasurementsRequest>, I>>(object: I): ListMeasurementsRequest {
+    const message = createBaseListMeasurementsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.filter = object.filter ?? "";
+    return message;
+  },
+};
+
+function createBaseListMeasurementsResponse(): ListMeasurementsResponse {
+  return { measurements: [], nextPageToken: "" };
+}
+
+export const ListMeasurementsResponse: MessageFns<ListMeasurementsResponse> = {
+  encode(message: ListMeasurementsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.measurements) {
+      Measurement.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMeasurementsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMeasurementsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.measurements.push(Measurement.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMeasurementsResponse {
+    return {
+      measurements: globalThis.Array.isArray(object?.measurements)
+        ? object.measurements.map((e: any) => Measurement.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListMeasurementsResponse): unknown {
+    const obj: any = {};
+    if (message.measurements?.length) {
+      obj.measurements = message.measurements.map((e) => Measurement.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListMeasurementsResponse>, I>>(base?: I): ListMeasurementsResponse {
+    return ListMeasurementsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMeasurementsResponse>, I>>(object: I): ListMeasurementsResponse {
+    const message = createBaseListMeasurementsResponse();
+    message.measurements = object.measurements?.map((e) => Measurement.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * Measures how much a trained network memorizes: random-label prediction heads are attached at
  * one or more copy depths and trained to predict labels drawn at random for every training
@@ -3607,6 +4123,18 @@ export const MemorizationServiceService = {
     responseSerialize: (value: Measurement): Buffer => Buffer.from(Measurement.encode(value).finish()),
     responseDeserialize: (value: Buffer): Measurement => Measurement.decode(value),
   },
+  /** Lists measurements newest first, a page at a time, from the shared state (any replica). */
+  listMeasurements: {
+    path: "/memometer.v1.MemorizationService/ListMeasurements" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListMeasurementsRequest): Buffer =>
+      Buffer.from(ListMeasurementsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListMeasurementsRequest => ListMeasurementsRequest.decode(value),
+    responseSerialize: (value: ListMeasurementsResponse): Buffer =>
+      Buffer.from(ListMeasurementsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListMeasurementsResponse => ListMeasurementsResponse.decode(value),
+  },
 } as const;
 
 export interface MemorizationServiceServer extends UntypedServiceImplementation {
@@ -3620,6 +4148,8 @@ export interface MemorizationServiceServer extends UntypedServiceImplementation 
   getMeasurement: handleUnaryCall<GetMeasurementRequest, Measurement>;
   /** Cancels a queued or running measurement; finished measurements are returned unchanged. */
   cancelMeasurement: handleUnaryCall<CancelMeasurementRequest, Measurement>;
+  /** Lists measurements newest first, a page at a time, from the shared state (any replica). */
+  listMeasurements: handleUnaryCall<ListMeasurementsRequest, ListMeasurementsResponse>;
 }
 
 export interface MemorizationServiceClient extends Client {
@@ -3668,6 +4198,22 @@ export interface MemorizationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Measurement) => void,
+  ): ClientUnaryCall;
+  /** Lists measurements newest first, a page at a time, from the shared state (any replica). */
+  listMeasurements(
+    request: ListMeasurementsRequest,
+    callback: (error: ServiceError | null, response: ListMeasurementsResponse) => void,
+  ): ClientUnaryCall;
+  listMeasurements(
+    request: ListMeasurementsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListMeasurementsResponse) => void,
+  ): ClientUnaryCall;
+  listMeasurements(
+    request: ListMeasurementsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListMeasurementsResponse) => void,
   ): ClientUnaryCall;
 }
 

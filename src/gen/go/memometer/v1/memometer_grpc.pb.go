@@ -25,6 +25,8 @@ type MemorizationServiceClient interface {
 	GetMeasurement(ctx context.Context, in *GetMeasurementRequest, opts ...grpc.CallOption) (*Measurement, error)
 	// Cancels a queued or running measurement; finished measurements are returned unchanged.
 	CancelMeasurement(ctx context.Context, in *CancelMeasurementRequest, opts ...grpc.CallOption) (*Measurement, error)
+	// Lists measurements newest first, a page at a time, from the shared state (any replica).
+	ListMeasurements(ctx context.Context, in *ListMeasurementsRequest, opts ...grpc.CallOption) (*ListMeasurementsResponse, error)
 }
 
 type memorizationServiceClient struct {
@@ -85,6 +87,15 @@ func (c *memorizationServiceClient) CancelMeasurement(ctx context.Context, in *C
 	return out, nil
 }
 
+func (c *memorizationServiceClient) ListMeasurements(ctx context.Context, in *ListMeasurementsRequest, opts ...grpc.CallOption) (*ListMeasurementsResponse, error) {
+	out := new(ListMeasurementsResponse)
+	err := c.cc.Invoke(ctx, "/memometer.v1.MemorizationService/ListMeasurements", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MemorizationServiceServer is the server API for MemorizationService service.
 // All implementations must embed UnimplementedMemorizationServiceServer
 // for forward compatibility
@@ -97,6 +108,8 @@ type MemorizationServiceServer interface {
 	GetMeasurement(context.Context, *GetMeasurementRequest) (*Measurement, error)
 	// Cancels a queued or running measurement; finished measurements are returned unchanged.
 	CancelMeasurement(context.Context, *CancelMeasurementRequest) (*Measurement, error)
+	// Lists measurements newest first, a page at a time, from the shared state (any replica).
+	ListMeasurements(context.Context, *ListMeasurementsRequest) (*ListMeasurementsResponse, error)
 	mustEmbedUnimplementedMemorizationServiceServer()
 }
 
@@ -112,6 +125,9 @@ func (UnimplementedMemorizationServiceServer) GetMeasurement(context.Context, *G
 }
 func (UnimplementedMemorizationServiceServer) CancelMeasurement(context.Context, *CancelMeasurementRequest) (*Measurement, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelMeasurement not implemented")
+}
+func (UnimplementedMemorizationServiceServer) ListMeasurements(context.Context, *ListMeasurementsRequest) (*ListMeasurementsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListMeasurements not implemented")
 }
 func (UnimplementedMemorizationServiceServer) mustEmbedUnimplementedMemorizationServiceServer() {}
 
@@ -183,6 +199,24 @@ func _MemorizationService_CancelMeasurement_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MemorizationService_ListMeasurements_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMeasurementsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MemorizationServiceServer).ListMeasurements(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/memometer.v1.MemorizationService/ListMeasurements",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MemorizationServiceServer).ListMeasurements(ctx, req.(*ListMeasurementsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _MemorizationService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "memometer.v1.MemorizationService",
 	HandlerType: (*MemorizationServiceServer)(nil),
@@ -194,6 +228,10 @@ var _MemorizationService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelMeasurement",
 			Handler:    _MemorizationService_CancelMeasurement_Handler,
+		},
+		{
+			MethodName: "ListMeasurements",
+			Handler:    _MemorizationService_ListMeasurements_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
