@@ -1,12 +1,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { NotFoundError, quote } from '../errors.js';
 import {
+  type ListMeasurementsRequest,
+  type ListMeasurementsResponse,
   type MeasureMemorizationRequest,
   Measurement,
   MeasurementState,
 } from '../gen/memometer/v1/memometer.js';
 import type { StateStore } from '../storage/store.js';
 import { allowed, applyEvent, type LifecycleEvent } from './lifecycle.js';
+import { INDEX_PREFIX, indexEntry, listPage } from './list-index.js';
 
 export { isTerminal } from './lifecycle.js';
 
@@ -49,6 +52,21 @@ export class MeasurementRegistry {
     }
   }
 
+  /**
+   * A page of ListMeasurements from the listing index (list-index.ts). Every LIST of the index
+   * returns all its keys (the store interface has no start-after): one LIST of N small keys per
+   * page, then one read per record examined.
+   */
+  list(request: ListMeasurementsRequest): Promise<ListMeasurementsResponse> {
+    return listPage({
+      keys: () => this.store.list(INDEX_PREFIX),
+      read: (id) => this.get(id).catch((error: unknown) => {
+        if (error instanceof NotFoundError) return undefined;
+        throw error;
+      }),
+    }, request);
+  }
+
   /** The measurement an earlier request with this request_id created, if any. */
   async findByRequestId(requestId: string): Promise<Measurement | undefined> {
     if (!requestId) return undefined;
@@ -81,9 +99,14 @@ export class MeasurementRegistry {
       updateTime: now,
     };
     await this.save(measurement);
-    if (!request.requestId) return { measurement, created: true };
-    const won = await this.store.putIfAbsent(requestKey(request.requestId), JSON.stringify({ measurementId: measurement.measurementId }));
-    if (won) return { measurement, created: true };
+    const won = !request.requestId
+      || await this.store.putIfAbsent(requestKey(request.requestId), JSON.stringify({ measurementId: measurement.measurementId }));
+    if (won) {
+      // Only the winner is listed: a superseded twin is a record nobody was told about.
+      const { key, body } = indexEntry(measurement);
+      await this.store.put(key, body);
+      return { measurement, created: true };
+    }
     await this.transition(measurement, 'supersede', {
       code: 'ALREADY_EXISTS', message: 'superseded: another request with the same request_id created the measurement first',
     });

@@ -17,7 +17,7 @@ import type { ServerConfig } from './config.js';
 import type { Locations } from './locations.js';
 import { isTerminal, type MeasurementRegistry } from './registry.js';
 import { FIELD_OF_OPTION, optionsFromRequest } from '../api/request.js';
-import { runMeasurement } from './runner.js';
+import { loadBaseline, runMeasurement } from './runner.js';
 import { reportError, toServiceError } from './status.js';
 
 type Stream = ServerWritableStream<MeasureMemorizationRequest, MeasureMemorizationResponse>;
@@ -89,9 +89,11 @@ export class MemorizationService {
     measureMemorization: (call) => void this.measure(call),
     getMeasurement: (call, callback) => void this.unary(call, callback, (r) => this.get(r.measurementId)),
     cancelMeasurement: (call, callback) => void this.unary(call, callback, (r) => this.cancel(r)),
+    // Read from the shared state: any replica lists every replica's measurements.
+    listMeasurements: (call, callback) => void this.unary(call, callback, (r) => this.deps.registry.list(r)),
   };
 
-  private async unary<Req>(call: ServerUnaryCall<Req, Measurement>, callback: sendUnaryData<Measurement>, handle: (request: Req) => Promise<Measurement>): Promise<void> {
+  private async unary<Req, Res>(call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>, handle: (request: Req) => Promise<Res>): Promise<void> {
     try {
       authorize(call.metadata, this.deps.config.apiToken);
       callback(null, await handle(call.request));
@@ -109,6 +111,7 @@ export class MemorizationService {
       optionsFromRequest(request, this.deps.config); // refuses a bad request before anything is recorded
       const existing = await this.deps.registry.findByRequestId(request.requestId);
       if (existing) return await this.attach(call, existing);
+      await loadBaseline(this.deps.locations, request); // a wrong baseline fails now, not after training
 
       const controller = new AbortController();
       const slot = this.deps.admission.enter(controller.signal);
