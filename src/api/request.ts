@@ -41,6 +41,7 @@ export const FIELD_OF_OPTION: Record<string, string> = {
   'dataset.x_test': 'dataset_uri',
   'dataset.y_test': 'dataset_uri',
   model: 'model_uri',
+  baselineReportUri: 'baseline_report_uri',
   memoryBudgetBytes: "the server's memory budget (MEMOMETER_MEMORY_BUDGET_BYTES)",
 };
 
@@ -84,7 +85,7 @@ export interface RequestBounds {
   maxCopyDepths: number;
   /** In characters. */
   maxRequestIdLength: number;
-  /** In characters, for model_uri, dataset_uri and output_uri each. */
+  /** In characters, for model_uri, dataset_uri, output_uri and baseline_report_uri each. */
   maxUriLength: number;
 }
 
@@ -96,7 +97,9 @@ export const DEFAULT_REQUEST_BOUNDS: Readonly<RequestBounds> = {
   maxUriLength: 2048,
 };
 
-const URI_FIELDS = [['modelUri', 'model_uri'], ['datasetUri', 'dataset_uri'], ['outputUri', 'output_uri']] as const;
+const URI_FIELDS = [
+  ['modelUri', 'model_uri'], ['datasetUri', 'dataset_uri'], ['outputUri', 'output_uri'], ['baselineReportUri', 'baseline_report_uri'],
+] as const;
 
 /** `must be at most 1000, got 100000`; with `unit`: `must list at most 16 seeds, got 20000`. */
 function atMost(value: number, max: number, field: string, verb = 'be', unit = ''): void {
@@ -133,6 +136,15 @@ export function optionsFromRequest(request: MeasureMemorizationRequest, bounds: 
   return options;
 }
 
+/**
+ * Every setting a request measures with, defaults applied (what two measurements must share to
+ * be compared). Checks the options like {@link optionsFromRequest}, without the server's bounds.
+ */
+export function effectiveOptions(request: MeasureMemorizationRequest): MeasureOptions {
+  // An explicit headWorkers keeps MEMOMETER_HEAD_WORKERS out of it: it changes no score.
+  return resolveOptions({ ...engineOptions(request), headWorkers: 'auto' });
+}
+
 function engineOptions(request: MeasureMemorizationRequest): Partial<MeasureOptions> {
   const scaling = request.inputScaling;
   return {
@@ -160,7 +172,7 @@ function engineOptions(request: MeasureMemorizationRequest): Partial<MeasureOpti
 
 /** A request carrying engine options (what the CLI's --server mode sends). */
 export function requestFromOptions(
-  uris: { modelUri: string; datasetUri: string; outputUri?: string; requestId?: string },
+  uris: { modelUri: string; datasetUri: string; outputUri?: string; requestId?: string; baselineReportUri?: string; allowDifferentSettings?: boolean },
   o: Partial<MeasureOptions>,
 ): MeasureMemorizationRequest {
   return MeasureMemorizationRequest.fromPartial({

@@ -6,7 +6,6 @@ import {
   MeasureMemorizationRequest,
   type MeasureMemorizationResponse,
   Measurement,
-  MeasurementResult,
   MeasurementState,
 } from '../gen/memometer/v1/memometer.js';
 import { readDataset } from '../storage/dataset-reader.js';
@@ -22,6 +21,9 @@ import type { Locations } from './locations.js';
 import type { MeasurementRegistry } from './registry.js';
 import { FIELD_OF_OPTION } from '../api/request.js';
 import { reportError } from './status.js';
+import { reportKeys, writeReport } from '../report/write.js';
+import { checkBaseline, withBaseline, type Baseline } from '../report/baseline.js';
+import { readBaseline } from '../report/baseline-reader.js';
 
 export interface RunContext {
   measurement: Measurement;
@@ -53,6 +55,18 @@ function remoteCancelWatch(registry: MeasurementRegistry, id: string): () => Pro
 }
 
 /**
+ * The request's baseline report, read and checked against the request's settings (errors name
+ * baseline_report_uri); none without one. The service calls it when a request arrives, so a
+ * wrong baseline fails before the measurement is recorded, and the run again before training.
+ */
+export async function loadBaseline(locations: Locations, request: MeasureMemorizationRequest): Promise<Baseline | undefined> {
+  if (!request.baselineReportUri) return undefined;
+  const baseline = await readBaseline(locations.resolve(request.baselineReportUri, 'baseline_report_uri'));
+  checkBaseline(baseline, request, request.allowDifferentSettings);
+  return baseline;
+}
+
+/**
  * Runs one admitted measurement: reads model and data, drives the engine, streams its events,
  * writes the report (before the final event), and keeps the stored record's state current.
  * Throws the measurement's error after recording it.
@@ -65,6 +79,7 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
   try {
     // A CancelMeasurement on another replica may have landed while this one was queued.
     if (started.state !== MeasurementState.MEASUREMENT_STATE_RUNNING) throw new CancelledError('cancelled by CancelMeasurement');
+    const baseline = await loadBaseline(locations, request);
     const model = locations.resolve(request.modelUri, 'model_uri');
     const data = locations.resolve(request.datasetUri, 'dataset_uri');
     const output = request.outputUri ? locations.resolve(request.outputUri, 'output_uri') : undefined;
@@ -104,26 +119,24 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
         ctx.emit(progressToProto(event));
         continue;
       }
-      const reportKey = output ? joinKey(output.key, 'report.json') : '';
+      const reportKey = reportKeys(output?.key ?? '');
       const modelKey = output && event.fineTunedModel ? joinKey(output.key, 'model') : '';
       // An ONNX model is also written back as ONNX; its URI is the one the result names.
       const file = event.fineTunedModel && source.fineTunedFile?.(event.fineTunedModel);
       const fileKey = output && file ? joinKey(output.key, file.name) : '';
-      const result = resultToProto(event.result, {
+      const measured = resultToProto(event.result, {
         backend,
-        reportUri: output ? output.uriOf(reportKey) : '',
+        reportUri: output ? output.uriOf(reportKey.json) : '',
+        reportHtmlUri: output ? output.uriOf(reportKey.html) : '',
         fineTunedModelUri: output && (fileKey || modelKey) ? output.uriOf(fileKey || modelKey) : '',
       });
+      const result = baseline ? withBaseline(measured, request, baseline, request.allowDifferentSettings) : measured;
       if (output) {
         if (event.fineTunedModel) await writeModelArtifacts(output.store, modelKey, event.fineTunedModel);
         if (file) await output.store.put(fileKey, file.bytes);
-        const report = {
-          measurementId: m.measurementId,
-          request: MeasureMemorizationRequest.toJSON(request),
-          result: MeasurementResult.toJSON(result),
-        };
+        const report = { measurementId: m.measurementId, request, result };
         await withSpan('memometer.report.write', { report_uri: result.reportUri }, () =>
-          output.store.put(reportKey, JSON.stringify(report, null, 2)), ctx.traceContext,
+          writeReport(output.store, reportKey, report, baseline?.report), ctx.traceContext,
         );
       }
       m.result = result;
