@@ -2,9 +2,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { InvalidArgumentError, MemometerError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, MemometerError } from '../errors.js';
 import { initBackend, parseBackendRequest } from '../metric/backend/index.js';
 import { measure } from '../metric/measure.js';
+import { resolveOptions } from '../metric/options.js';
 import type { MeasurementResult } from '../metric/types.js';
 import { loadServerConfig } from '../server/config.js';
 import { startServer } from '../server/server.js';
@@ -13,6 +14,13 @@ import { describeForCli, measureOptionsFrom, parseMeasureArgs, type MeasureValue
 import { measureRemotely } from './remote.js';
 import { formatResult, Progress } from './report.js';
 import { uploadToBucket } from './upload.js';
+import { readCliBaseline } from './baseline-file.js';
+import { BASELINE_SUBJECT, checkBaseline, increasesAbove, withBaseline, type Baseline } from '../report/baseline.js';
+import { localReportFiles, writeLocalReport } from '../report/write.js';
+import { requestFromOptions } from '../api/request.js';
+import { MemometerClient } from './client.js';
+import { Measurement, MeasurementState } from '../gen/memometer/v1/memometer.js';
+import { parseState, parseTimestamp } from '../server/list-filter.js';
 
 const USAGE = `usage:
   memometer measure [--model PATH|URI] [--dataset PATH|URI] [--depth 1,2,3] [--labels N]
@@ -22,20 +30,27 @@ const USAGE = `usage:
          [--seed S[,S...]] [--max-samples M] [--held-out-fraction F]
          [--scale X] [--offset X] [--mean M[,M...]] [--std S[,S...]]
          [--memory-budget-mb MB] [--backend auto|node-gpu|node|wasm|cpu] [--head-workers auto|N]
-         [--server HOST:PORT [--output URI]] [--fail-above SCORE] [--json] [--quiet]
+         [--server HOST:PORT [--output URI]] [--fail-above SCORE] [--report FILE.html] [--json] [--quiet]
+         [--baseline REPORT.json|URI [--fail-above-increase X] [--allow-different-settings]]
   memometer serve [--host H] [--port P] [--data-root DIR] [--state-uri URI]
          [--max-concurrent N] [--max-queued N] [--shutdown-grace-seconds S]
   memometer upload --to s3://BUCKET/PREFIX [--model PATH] [--dataset PATH]
+  memometer list --server HOST:PORT [--model URI] [--state STATE] [--since RFC3339] [--limit N] [--json]
 
 measure runs in-process on local files, or with --server on a memometer service (model and
 dataset are then s3:// URIs or paths under the server's data root; MEMOMETER_API_TOKEN is sent
 as the bearer token). Without --model/--dataset it measures the example CNN on the Fashion-MNIST
-subset shipped in examples/ (inputs scaled by 1/255). --fail-above makes it a pipeline gate:
-exit 3 when the chance-corrected memorization score at any depth exceeds SCORE. serve reads MEMOMETER_* variables (flags
+subset shipped in examples/ (inputs scaled by 1/255). --report writes a self-contained HTML
+report (charts, no network needed) and its report.json as FILE.json. --fail-above makes it a pipeline gate:
+exit 3 when the chance-corrected memorization score at any depth exceeds SCORE. --baseline
+compares with an earlier report.json (local, s3://, or under the server's data root with
+--server) measured with the same settings (exit 2 listing the differences, unless
+--allow-different-settings); --fail-above-increase exits 3 when a depth's score rose by more
+than X over it. serve reads MEMOMETER_* variables (flags
 win); upload and serve read S3 settings from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 S3_ENDPOINT, S3_USE_HTTPS, AWS_REGION.`;
 
-/** Exit codes: 0 ok, 1 the measurement failed, 2 bad arguments or input, 3 the --fail-above gate. */
+/** Exit codes: 0 ok, 1 the measurement failed, 2 bad arguments or input, 3 a gate (--fail-above, --fail-above-increase). */
 const EXIT = { ok: 0, failed: 1, usage: 2, gate: 3 } as const;
 
 /** The pipeline gate: depths whose chance-corrected score exceeds the limit. */
@@ -43,6 +58,14 @@ function gateFailures(result: Pick<MeasurementResult, 'depths'>, limit: number):
   return result.depths
     .filter((d) => d.memorizationScore > limit)
     .map((d) => `memorization score ${d.memorizationScore.toFixed(4)} at copy depth ${d.copyDepth} exceeds --fail-above ${limit}`);
+}
+
+/** A score flag: absent, or a number in [0, 1]. */
+function scoreFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const score = Number(value);
+  if (!(score >= 0 && score <= 1)) throw new InvalidArgumentError(`expects a score in [0, 1], got '${value}'`, flag);
+  return score;
 }
 
 const EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
@@ -75,28 +98,49 @@ async function runMeasure(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const options = measureOptionsFrom(values);
-  const failAbove = values['fail-above'] === undefined ? undefined : Number(values['fail-above']);
-  if (failAbove !== undefined && !(failAbove >= 0 && failAbove <= 1)) {
-    throw new InvalidArgumentError(`expects a score in [0, 1], got '${values['fail-above']}'`, '--fail-above');
+  const failAbove = scoreFlag(values['fail-above'], '--fail-above');
+  const failAboveIncrease = scoreFlag(values['fail-above-increase'], '--fail-above-increase');
+  const allowDifferent = values['allow-different-settings'] ?? false;
+  if (!values.baseline && (failAboveIncrease !== undefined || allowDifferent)) {
+    throw new InvalidArgumentError('needs --baseline', failAboveIncrease !== undefined ? '--fail-above-increase' : '--allow-different-settings');
   }
+  const reportFiles = values.report === undefined ? undefined : localReportFiles(values.report, '--report');
   const usingExample = values.model === undefined && values.dataset === undefined;
   if (usingExample && !options.inputScaling) options.inputScaling = { scale: 1 / 255 };
   const progress = values.quiet ? undefined : new Progress(process.stderr);
+  const model = values.model ?? EXAMPLE_MODEL;
+  const dataset = values.dataset ?? EXAMPLE_DATASET;
+  const request = requestFromOptions({
+    modelUri: model, datasetUri: dataset, outputUri: values.output, baselineReportUri: values.baseline, allowDifferentSettings: allowDifferent,
+  }, options);
   let result;
+  let baseline: Baseline | undefined;
   if (values.server) {
     if (!values.model || !values.dataset) throw new InvalidArgumentError('--model and --dataset are required with --server', '--server');
     result = await measureRemotely({
       server: values.server, token: process.env.MEMOMETER_API_TOKEN, modelUri: values.model, datasetUri: values.dataset,
-      outputUri: values.output, options, onEvent: (e) => progress?.show(e), signal: interruptSignal(),
+      outputUri: values.output, baselineReportUri: values.baseline, allowDifferentSettings: allowDifferent,
+      options, onEvent: (e) => progress?.show(e), signal: interruptSignal(),
     });
+    // A gate must not pass because a service ignored the baseline (one older than the field).
+    if (values.baseline && !result.baselineReportUri) throw new FailedPreconditionError('the service returned no comparison with it', '--baseline');
   } else {
     if (values.output) throw new InvalidArgumentError('needs --server (local runs print their report)', '--output');
-    result = await measureLocally(values, options, progress);
+    if (values.baseline) {
+      // Read and compared before the work; bad flags fail as themselves first.
+      resolveOptions(options);
+      baseline = await readCliBaseline(values.baseline);
+      checkBaseline(baseline, request, allowDifferent);
+    }
+    const measured = await measureLocally(values, options, progress);
+    result = baseline ? withBaseline(measured, request, baseline, allowDifferent) : measured;
   }
-  const model = values.model ?? EXAMPLE_MODEL;
-  const dataset = values.dataset ?? EXAMPLE_DATASET;
   process.stdout.write(values.json ? `${JSON.stringify({ model, dataset, ...result })}\n` : `${formatResult(result)}\n`);
-  const failures = failAbove === undefined ? [] : gateFailures(result, failAbove);
+  if (reportFiles) await writeLocalReport(reportFiles, request, result, baseline?.report);
+  const failures = [
+    ...(failAbove === undefined ? [] : gateFailures(result, failAbove)),
+    ...(failAboveIncrease === undefined ? [] : increasesAbove(result, failAboveIncrease).map((line) => `${line} (--fail-above-increase)`)),
+  ];
   failures.forEach((line) => process.stderr.write(`memometer: ${line}\n`));
   return failures.length ? EXIT.gate : EXIT.ok;
 }
@@ -134,7 +178,53 @@ async function runUpload(args: string[]): Promise<number> {
   return EXIT.ok;
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { measure: runMeasure, serve: runServe, upload: runUpload };
+/** One line per measurement: state, creation, model, and the best score or the error. */
+function formatMeasurements(measurements: Measurement[]): string {
+  const outcome = (m: Measurement) => {
+    const best = m.result?.depths.reduce((a, b) => (b.memorizationScore > a.memorizationScore ? b : a), m.result.depths[0]!);
+    if (best) return `best score ${best.memorizationScore.toFixed(4)} at depth ${best.copyDepth}`;
+    return m.error ? `${m.error.code}: ${m.error.message}` : '';
+  };
+  const rows = [['ID', 'STATE', 'CREATED', 'MODEL', 'RESULT'], ...measurements.map((m) => [
+    m.measurementId, MeasurementState[m.state].replace(/^MEASUREMENT_STATE_/, ''),
+    m.createTime?.toISOString().replace(/\.\d{3}Z$/, 'Z') ?? '', m.request?.modelUri ?? '', outcome(m),
+  ])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(i < r.length - 1 ? widths[i]! : 0)).join('  ').trimEnd() + '\n').join('');
+}
+
+/** `memometer list`: the service's measurements, newest first; --model/--state/--since build the filter. */
+async function runList(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      server: { type: 'string' }, model: { type: 'string' }, state: { type: 'string' }, since: { type: 'string' },
+      limit: { type: 'string', default: '50' }, json: { type: 'boolean' },
+    },
+  });
+  if (!values.server) throw new InvalidArgumentError('is required (HOST:PORT of a memometer service)', '--server');
+  const limit = Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw new InvalidArgumentError(`expects a positive integer, got '${values.limit}'`, '--limit');
+  const filter = [
+    values.model === undefined ? '' : `model_uri = ${JSON.stringify(values.model)}`,
+    values.state === undefined ? '' : `state = ${MeasurementState[parseState(values.state, '--state')]}`,
+    values.since === undefined ? '' : `create_time >= "${parseTimestamp(values.since, '--since').toISOString()}"`,
+  ].filter(Boolean).join(' AND ');
+  const client = new MemometerClient({ address: values.server, token: process.env.MEMOMETER_API_TOKEN });
+  const measurements: Measurement[] = [];
+  try {
+    for await (const m of client.listAll({ filter, pageSize: limit })) {
+      if (measurements.push(m) === limit) break;
+    }
+  } finally {
+    client.close();
+  }
+  process.stdout.write(values.json ? measurements.map((m) => `${JSON.stringify(Measurement.toJSON(m))}\n`).join('') : formatMeasurements(measurements));
+  return EXIT.ok;
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { measure: runMeasure, serve: runServe, upload: runUpload, list: runList };
 
 /** A gRPC status from the service, as the CLI reports it. */
 function isServiceError(error: unknown): error is ServiceError {
@@ -154,11 +244,14 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof MemometerError) {
       process.stderr.write(`memometer: ${describeForCli(error)}\n`);
-      return error.kind === 'INVALID_ARGUMENT' ? EXIT.usage : EXIT.failed;
+      // A baseline measured with other settings is bad input, like an invalid flag (here and below).
+      const refusedBaseline = error.kind === 'FAILED_PRECONDITION' && error.subject === BASELINE_SUBJECT;
+      return error.kind === 'INVALID_ARGUMENT' || refusedBaseline ? EXIT.usage : EXIT.failed;
     }
     if (isServiceError(error)) {
       process.stderr.write(`memometer: ${grpcStatus[error.code]}: ${error.details}\n`);
-      return error.code === grpcStatus.INVALID_ARGUMENT ? EXIT.usage : EXIT.failed;
+      const refusedBaseline = error.code === grpcStatus.FAILED_PRECONDITION && error.details.startsWith('baseline_report_uri:');
+      return error.code === grpcStatus.INVALID_ARGUMENT || refusedBaseline ? EXIT.usage : EXIT.failed;
     }
     if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`memometer: ${(error as Error).message}\n`);

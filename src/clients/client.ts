@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
+  type ListMeasurementsResponse,
   MeasureMemorizationRequest,
   type MeasureMemorizationResponse,
   type Measurement,
@@ -15,12 +16,21 @@ export interface MemometerClientOptions {
   token?: string;
   /** TLS (default: plaintext, e.g. inside a cluster). */
   credentials?: grpc.ChannelCredentials;
-  /** Deadline of GetMeasurement/CancelMeasurement calls. Default 30 s. */
+  /** Deadline of GetMeasurement/CancelMeasurement/ListMeasurements calls (each page). Default 30 s. */
   unaryDeadlineMs?: number;
   /** Deadline of a whole measurement stream. Default: none. */
   measureDeadlineMs?: number;
   /** Retries of calls that fail with UNAVAILABLE (a replica going away). Default 4. */
   retries?: number;
+}
+
+/** ListMeasurements' parameters (see the proto): a filter such as `state = SUCCEEDED AND model_uri = "s3://b/m"`. */
+export interface ListOptions {
+  filter?: string;
+  /** Per page; 0 or absent: the server's default (50); at most 1000. */
+  pageSize?: number;
+  /** The nextPageToken of the previous page. */
+  pageToken?: string;
 }
 
 export interface MeasureOutcome {
@@ -109,20 +119,39 @@ export class MemometerClient {
     return { measurementId, result };
   }
 
-  getMeasurement(measurementId: string): Promise<Measurement> {
+  /** A unary call with the unary deadline, retried after UNAVAILABLE (every one of them is idempotent). */
+  private unary<Req, Res>(
+    method: (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: Res) => void) => unknown,
+    request: Req,
+  ): Promise<Res> {
     return this.withRetries(
       () => new Promise((resolve, reject) =>
-        this.stub.getMeasurement({ measurementId }, this.metadata(), this.deadline(this.options.unaryDeadlineMs ?? 30_000), (e, r) => (e ? reject(e) : resolve(r))),
+        method.call(this.stub, request, this.metadata(), this.deadline(this.options.unaryDeadlineMs ?? 30_000), (e, r) => (e ? reject(e) : resolve(r))),
       ),
     );
   }
 
+  getMeasurement(measurementId: string): Promise<Measurement> {
+    return this.unary(this.stub.getMeasurement, { measurementId });
+  }
+
   cancelMeasurement(measurementId: string): Promise<Measurement> {
-    return this.withRetries(
-      () => new Promise((resolve, reject) =>
-        this.stub.cancelMeasurement({ measurementId }, this.metadata(), this.deadline(this.options.unaryDeadlineMs ?? 30_000), (e, r) => (e ? reject(e) : resolve(r))),
-      ),
-    );
+    return this.unary(this.stub.cancelMeasurement, { measurementId });
+  }
+
+  /** One page of measurements, newest first. */
+  list(options: ListOptions = {}): Promise<ListMeasurementsResponse> {
+    return this.unary(this.stub.listMeasurements, { filter: options.filter ?? '', pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' });
+  }
+
+  /** Every measurement the filter matches, newest first, fetching page after page as they are read. */
+  async *listAll(options: Omit<ListOptions, 'pageToken'> = {}): AsyncGenerator<Measurement> {
+    let pageToken = '';
+    do {
+      const page = await this.list({ ...options, pageToken });
+      yield* page.measurements;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
   }
 
   close(): void {

@@ -30,8 +30,12 @@ export const MEASURE_FLAGS = {
   backend: { type: 'string' },
   'head-workers': { type: 'string' },
   output: { type: 'string' },
+  report: { type: 'string' },
   server: { type: 'string' },
   'fail-above': { type: 'string' },
+  baseline: { type: 'string' },
+  'fail-above-increase': { type: 'string' },
+  'allow-different-settings': { type: 'boolean' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -64,6 +68,7 @@ export const FLAG_OF_OPTION: Record<string, string> = {
   MEMOMETER_BACKEND: '--backend',
   headWorkers: '--head-workers',
   MEMOMETER_HEAD_WORKERS: '--head-workers',
+  baselineReportUri: '--baseline',
 };
 
 export type MeasureValues = ReturnType<typeof parseMeasureArgs>['values'];

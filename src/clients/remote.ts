@@ -9,6 +9,9 @@ export interface RemoteMeasure {
   modelUri: string;
   datasetUri: string;
   outputUri?: string;
+  /** Compared with this report.json by the service (its result then carries the deltas). */
+  baselineReportUri?: string;
+  allowDifferentSettings?: boolean;
   options: Partial<MeasureOptions>;
   onEvent?: (event: MeasurementEvent) => void;
   signal?: AbortSignal;
@@ -18,12 +21,15 @@ export interface RemoteMeasure {
 export async function measureRemotely(r: RemoteMeasure) {
   const client = new MemometerClient({ address: r.server, token: r.token });
   try {
-    const request = requestFromOptions({ modelUri: r.modelUri, datasetUri: r.datasetUri, outputUri: r.outputUri }, r.options);
+    const { modelUri, datasetUri, outputUri, baselineReportUri, allowDifferentSettings } = r;
+    const request = requestFromOptions({ modelUri, datasetUri, outputUri, baselineReportUri, allowDifferentSettings }, r.options);
     const outcome = await client.measure(request, (message) => {
       const event = progressFromProto(message);
       if (event) r.onEvent?.(event);
     }, r.signal);
-    return { measurementId: outcome.measurementId, ...resultFromProto(outcome.result) };
+    const { baselineReportUri: baseline, baselineDifferences } = outcome.result;
+    // The comparison's fields only when there is one, so uncompared runs print what local ones do.
+    return { measurementId: outcome.measurementId, ...resultFromProto(outcome.result), ...(baseline ? { baselineReportUri: baseline, baselineDifferences } : {}) };
   } finally {
     client.close();
   }

@@ -1,4 +1,5 @@
 import type { MeasurementEvent, MeasurementResult } from '../metric/types.js';
+import type { DepthResult } from '../gen/memometer/v1/memometer.js';
 
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
@@ -29,20 +30,36 @@ export class Progress {
   }
 }
 
-/** The result as a table for humans. */
-export function formatResult(result: MeasurementResult): string {
-  const header = ['depth', 'random-label acc', 'chance', 'memorization', 'held-out acc', 'class train', 'class test'];
+/**
+ * A result as the CLI shows it: the engine's, with the API's depths (which carry the baseline's
+ * scores when compared with one) and the comparison's fields.
+ */
+export type ShownResult = Omit<MeasurementResult, 'depths'> & {
+  depths: DepthResult[];
+  baselineReportUri?: string;
+  baselineDifferences?: string[];
+};
+
+const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(3)}`;
+
+/** The result as a table for humans; with a baseline, its score and the change per depth. */
+export function formatResult(result: ShownResult): string {
+  const compared = Boolean(result.baselineReportUri);
+  const header = ['depth', 'random-label acc', 'chance', 'memorization', ...(compared ? ['baseline', 'change'] : []),
+    'held-out acc', 'class train', 'class test'];
   const rows = result.depths.map((d) => [
     String(d.copyDepth),
     d.seeds.length > 1 ? `${pct(d.randomLabelAccuracy)} ± ${pct(d.randomLabelAccuracyStd)}` : pct(d.randomLabelAccuracy),
     pct(d.chance),
     d.memorizationScore.toFixed(3),
+    ...(compared ? [d.baseline?.memorizationScore.toFixed(3) ?? '-', d.baseline ? signed(d.baseline.memorizationScoreDelta) : '-'] : []),
     pct(d.heldOutRandomLabelAccuracy),
     pct(d.classTrainAccuracy),
     pct(d.classTestAccuracy),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  const baseline = compared ? [`baseline: ${result.baselineReportUri}`, ...(result.baselineDifferences ?? []).map((d) => `baseline differs: ${d}`)] : [];
   const warnings = result.warnings.map((w) => `warning: ${w}`);
-  return [line(header), ...rows.map(line), ...warnings].join('\n');
+  return [line(header), ...rows.map(line), ...baseline, ...warnings].join('\n');
 }
