@@ -126,7 +126,7 @@ describe('a state folder configured inside the data root', () => {
     expect((await failure(measure(service.client(), { outputUri: 'records/evil' }))).code).toBe('PERMISSION_DENIED');
     const after = await readdir(state, { recursive: true });
     expect(after.filter((f) => f.includes('evil'))).toEqual([]);
-    expect(after.filter((f) => !before.includes(f)).every((f) => f.startsWith('measurements') || f.startsWith('requests') || f.startsWith('leases') || f.startsWith('claims'))).toBe(true);
+    expect(after.filter((f) => !before.includes(f)).every((f) => ['measurements', 'requests', 'leases', 'claims', 'index'].some((folder) => f.startsWith(folder)))).toBe(true);
   });
 });
 
