@@ -26,7 +26,7 @@ describe('backend selection', () => {
     await initBackend('wasm');
     const x = tf.randomNormal([2, 8, 8, 3]);
     const w = tf.variable(tf.randomNormal([3, 3, 3, 4]));
-    const { grads } = tf.variableGrads(() => tf.conv2d(x as tf.Tensor4D, w as tf.Variable<tf.Rank.R4>, 2, 'same').square().sum() as tf.Scalar, [w]);
+    const { grads } = tf.variableGrads(() => tf.conv2d(x as tf.Tensor4D, w as tf.Variable<tf.Rank.R4>, 2, 'same').square().sum<tf.Scalar>(), [w]);
     expect(grads[w.name]!.shape).toEqual([3, 3, 3, 4]);
   });
 

@@ -56,7 +56,7 @@ const CANDIDATES: Record<BackendName, Candidate> = {
       registerWasmGradientKernels();
     },
   },
-  cpu: { tfName: 'cpu', load: async () => undefined },
+  cpu: { tfName: 'cpu', load: () => Promise.resolve() },
 };
 
 export function parseBackendRequest(value: string, subject: string): BackendRequest {
