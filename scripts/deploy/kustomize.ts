@@ -409,12 +409,21 @@ function orderIndex(kind: string): number {
   return last >= 0 ? 10_000 + last : 1_000;
 }
 
+/** kustomize's Gvk.String() (group_version_kind, ~G for the core group): how it orders kinds it does not list. */
+function gvkString(o: K8sObject): string {
+  const slash = o.apiVersion.indexOf('/');
+  const [group, version] = slash >= 0 ? [o.apiVersion.slice(0, slash), o.apiVersion.slice(slash + 1)] : ['~G', o.apiVersion];
+  return `${group}_${version}_${o.kind}`;
+}
+
+const byteOrder = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+
 /** Renders the kustomization in `dir` (what `kustomize build dir` prints), as objects. */
 export function renderKustomization(dir: string): K8sObject[] {
   return build(dir, new Set()).sort(
     (a, b) =>
       orderIndex(a.kind) - orderIndex(b.kind) ||
-      (orderIndex(a.kind) === 1_000 ? a.kind.localeCompare(b.kind) : 0) ||
+      (orderIndex(a.kind) === 1_000 ? byteOrder(gvkString(a), gvkString(b)) : 0) ||
       (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') ||
       a.metadata.name.localeCompare(b.metadata.name),
   );
