@@ -16,12 +16,16 @@
 # Base images. Override with --build-arg (a pinned Node release, or a mirror of the CUDA image):
 #   node:${NODE_VERSION}-bookworm        build stages (npm, python3, make, g++)
 #   node:${NODE_VERSION}-bookworm-slim   cpu runtime
+#   (the gpu stages copy node and npm from the build stage: one Node binary in every image)
 #   ${CUDA_REPO}:${CUDA_TAG}             gpu runtime: the CUDA 11.2 + cuDNN 8.1 that libtensorflow
 #                                        2.9.1 (tfjs-node-gpu 4.22) was built against.
 # NVIDIA deletes end-of-life CUDA tags from Docker Hub and NGC (11.2.0 and 11.2.1 went in 2023;
 # 11.2.2 was kept then). Keep a copy in your own registry and build with
 # --build-arg CUDA_REPO=registry.example.com/mirror/nvidia-cuda (deploy/README.md).
-ARG NODE_VERSION=20
+# Node.js 26 (LTS, supported to April 2029): the release pinned in .node-version, which CI and
+# scripts/with-node.sh use (test/deploy checks that the two agree). The official Node 26 binary
+# needs glibc >= 2.28; the CUDA image's Ubuntu 20.04 has 2.31.
+ARG NODE_VERSION=26.12.1
 ARG CUDA_REPO=nvidia/cuda
 ARG CUDA_TAG=11.2.2-cudnn8-runtime-ubuntu20.04
 

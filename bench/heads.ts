@@ -110,7 +110,10 @@ async function beforeAfter(shape: Shape): Promise<string[]> {
       let lossAfter = 0;
       const a = await timeMs(async () => (lossAfter = await after.step(batch)));
       worst = Math.max(worst, Math.abs(lossAfter - lossBefore) / Math.abs(lossBefore));
-      if (i >= WARMUP) (times.before.push(b), times.after.push(a));
+      if (i >= WARMUP) {
+        times.before.push(b);
+        times.after.push(a);
+      }
     }
   } finally {
     registerSimdKernels();
@@ -175,7 +178,11 @@ async function stackedVsLoop(shape: Shape): Promise<string[]> {
       const before = await timeMs(() => loopStep(batch));
       registerSimdKernels();
       const after = await timeMs(() => loopStep(batch));
-      if (i >= WARMUP) (times.stacked.push(s), times.loopBefore.push(before), times.loopAfter.push(after));
+      if (i >= WARMUP) {
+        times.stacked.push(s);
+        times.loopBefore.push(before);
+        times.loopAfter.push(after);
+      }
     }
     const [s, before, after] = [median(times.stacked), median(times.loopBefore), median(times.loopAfter)];
     return [describe(shape), num(s), num(before), ratio(before, s), verdict(before / s, 5), num(after), ratio(after, s)];
@@ -212,7 +219,10 @@ async function pieces(classes: number, k: number, inputs: number, outputs: numbe
         const b = await time(run);
         registerSimdKernels();
         const a = await time(run);
-        if (i >= WARMUP) (times.before.push(b), times.after.push(a));
+        if (i >= WARMUP) {
+          times.before.push(b);
+          times.after.push(a);
+        }
       }
       const [b, a] = [median(times.before), median(times.after)];
       const gflops = (ms: number) => (work ? num(work / ms / 1e6) : '-');

@@ -38,6 +38,7 @@ export async function compileKernels(): Promise<Uint8Array> {
       },
     },
   );
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- asc.main's own stderr (none passed) is a MemoryStream, whose toString() returns the text; its declared type, OutputStream, omits that
   if (error) throw new Error(`asc failed: ${error.message}\n${stderr.toString()}`);
   if (binary === undefined) throw new Error('asc wrote no .wasm file');
   checkSharedHeapModule(binary);

@@ -3,7 +3,8 @@
  *
  * Renders every overlay in deploy/k8s/overlays with scripts/deploy/kustomize.ts and checks it
  * (scripts/deploy/k8s-checks.ts: Kubernetes schemas, field names, labels, probes, environment,
- * grace period, security, GPU, Service/PDB/HPA/NetworkPolicy), checks the Dockerfile
+ * grace period, security, GPU, Service/PDB/HPA/NetworkPolicy; KEDA ScaledObjects against
+ * deploy/k8s/schemas with scripts/deploy/keda.ts, then as the HPA KEDA creates), checks the Dockerfile
  * (scripts/deploy/docker-checks.ts, dockerfilelint), and, where kubectl is on PATH, compares the
  * renderer's output with `kubectl kustomize`. Prints what the server's environment will be in
  * each overlay. Exits 1 when anything is wrong. `--print NAME` prints an overlay's YAML instead.
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { checkDockerfile, formatDockerFinding, lintDockerfile } from './deploy/docker-checks.js';
 import { checkOverlay, envReadByServer, formatFinding, REQUIRED_ENV, unsetMeaning, type ServerEnvReport } from './deploy/k8s-checks.js';
+import { asKedaHpas, checkScaledObjects } from './deploy/keda.js';
 import { compareRenders, kubectlKustomize, kubectlVersion } from './deploy/kubectl.js';
 import { renderKustomization, toYaml } from './deploy/kustomize.js';
 
@@ -46,8 +48,9 @@ function main(): number {
   for (const name of overlays) {
     const dir = path.join(OVERLAYS, name);
     const objects = renderKustomization(dir);
-    const { findings, report } = checkOverlay(objects, ROOT);
-    const lines = findings.map(formatFinding);
+    // KEDA ScaledObjects: checked against the CRD schema, then as the HPA KEDA makes of them.
+    const { findings, report } = checkOverlay(asKedaHpas(objects), ROOT);
+    const lines = [...checkScaledObjects(objects, ROOT), ...findings].map(formatFinding);
     if (kubectl) {
       const theirs = kubectlKustomize(dir);
       if (theirs) lines.push(...compareRenders(objects, theirs).map((d) => `[kubectl] ${d}`));

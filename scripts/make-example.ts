@@ -104,6 +104,6 @@ if (unknown.length > 0) throw new Error(`unknown example ${unknown.join(', ')}; 
 
 await initBackend('wasm');
 const examples = new FileStore('examples');
-if (wanted.includes('dataset')) await writeSubset(examples, values.source!);
+if (wanted.includes('dataset')) await writeSubset(examples, values.source);
 const subset = await readLocalDataset(`examples/${DATASET}`);
 for (const name of wanted.filter((w) => w in MODELS)) await trainAndSave(examples, name, subset);

@@ -93,7 +93,7 @@ function checkShape(shape: readonly number[] | undefined, field: string): number
       field,
     );
   }
-  return [...shape];
+  return [...(shape as readonly number[])]; // Array.isArray widened it to any[]
 }
 
 /**

@@ -76,6 +76,7 @@ export const QUOTE_CHARS = 64;
  */
 export function clip(s: string, max = QUOTE_CHARS): string {
   const chars = Array.from(String(s));
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point: they are shown escaped
   const shown = chars.slice(0, max).join('').replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   return chars.length > max ? `${shown}…(${chars.length} chars)` : shown;
 }

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { SERVER_DEFAULTS } from '../../src/server/config.js';
-import { DockerIgnore, last, lookup, modelDockerfile, splitFlags, words, type Finding, type Stage } from './dockerfile.js';
+import { DockerIgnore, last, lookup, modelDockerfile, words, type Finding, type Stage } from './dockerfile.js';
 
 const require = createRequire(import.meta.url);
 
@@ -24,9 +24,9 @@ export const RUNTIME_TARGETS = {
 const PACKAGE_MANAGERS = /^(apt-get|apt|apk|yum|dnf|microdnf)\s+(install|add)\b/;
 const BUILD_COMMANDS = new Set(['gcc', 'g++', 'cc', 'c++', 'make', 'cmake', 'python', 'python3', 'pip', 'pip3', 'node-gyp', 'npm', 'npx', 'yarn', 'pnpm', 'corepack']);
 
-/** The first build-time command in a RUN line, if any (each of its `&&` / `;` / `|` commands is looked at). */
+/** The first build-time command in a RUN line, if any (each of its `&&` / `;` / `|` commands, and each line of a heredoc, is looked at). */
 export function buildCommandIn(run: string): string | undefined {
-  for (const part of run.split(/&&|\|\||;|\|/)) {
+  for (const part of run.split(/&&|\|\||;|\||\n/)) {
     const command = part.trim().replace(/^([A-Za-z_][A-Za-z0-9_]*=\S*\s+)+/, '');
     const first = command.split(/\s+/)[0] ?? '';
     if (PACKAGE_MANAGERS.test(command) || BUILD_COMMANDS.has(path.posix.basename(first)) || /npm-cli\.js/.test(command)) return command;
@@ -178,20 +178,19 @@ export function checkDockerfile(root: string): Finding[] {
     else if (!/^[1-9]\d*(:[1-9]\d*)?$/.test(user.args)) add(at(`USER ${user.args} must be a numeric non-root UID[:GID] (Kubernetes runAsNonRoot can only verify numbers)`), user.line);
 
     const entry = last(stage, 'ENTRYPOINT');
-    const entryWords = entry ? words(entry.args) : undefined;
-    if (!entry || !entryWords?.json) add(at('ENTRYPOINT must be in exec (JSON) form'), entry?.line);
+    if (!entry?.json) add(at('ENTRYPOINT must be in exec (JSON) form'), entry?.line);
     else {
-      const script = entryWords.words.find((w) => w.endsWith('entrypoint.sh'));
+      const script = entry.words.find((w) => w.endsWith('entrypoint.sh'));
       if (!script) add(at('ENTRYPOINT must run docker/entrypoint.sh'), entry.line);
       else if (!lookup(stage, script, root).exists) add(at(`ENTRYPOINT script ${script} is not in the image`), entry.line);
     }
     const cmd = last(stage, 'CMD');
-    if (!cmd || JSON.stringify(words(cmd.args).words) !== '["serve"]') add(at('CMD must be ["serve"]'), cmd?.line);
+    if (!cmd || JSON.stringify(cmd.words) !== '["serve"]') add(at('CMD must be ["serve"]'), cmd?.line);
 
     const health = last(stage, 'HEALTHCHECK');
     if (!health) add(at('no HEALTHCHECK'));
     else {
-      const { flags, rest } = splitFlags(health.args);
+      const { flags, rest } = health;
       const cmdPart = rest.replace(/^CMD\s+/, '');
       const hw = words(cmdPart);
       const script = hw.words.find((w) => w.endsWith('healthcheck.mjs'));

@@ -1,20 +1,37 @@
 /**
- * Static checks of the Dockerfile, for a machine without a Docker engine: a parser for the
- * instructions it uses, a .dockerignore matcher, and a walk through the stages that tracks which
- * paths each stage has (copied from the build context, produced by `npm ci` / `npm run build`,
- * or shipped by the base image), so that every COPY source, the ENTRYPOINT and HEALTHCHECK
- * scripts and what the server reads at run time (dist/, proto/, package.json, node_modules) are
- * known to exist where they are used.
+ * Static checks of the Dockerfile, for a machine without a Docker engine: the instructions (parsed
+ * by dockerfile-ast: parser directives such as `# escape=`, continuations, heredocs), the
+ * .dockerignore (matched by @balena/dockerignore, Docker's rules), and a walk through the stages
+ * that tracks which paths each stage has (copied from the build context, produced by `npm ci` /
+ * `npm run build`, or shipped by the base image), so that every COPY source, the ENTRYPOINT and
+ * HEALTHCHECK scripts and what the server reads at run time (dist/, proto/, package.json,
+ * node_modules) are known to exist where they are used.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
+import type { Ignore } from '@balena/dockerignore';
+import { Copy, DockerfileParser, JSONInstruction, ModifiableInstruction, PropertyInstruction, Run, type Heredoc } from 'dockerfile-ast';
 
 export interface Instruction {
+  /** 1-based line of the keyword. */
   line: number;
   /** Upper case: FROM, RUN, COPY, ... */
   name: string;
-  /** The arguments as written (continuations joined, flags included). */
+  /** The arguments as Docker reads them: flags included, continuations joined, heredoc bodies included. */
   args: string;
+  /** The leading `--flag[=value]` options (a flag without a value is 'true'). */
+  flags: Record<string, string>;
+  /** `args` without the flags. */
+  rest: string;
+  /** The words after the flags, heredoc bodies left out: the exec (JSON) form's strings, or the shell form's words. */
+  words: string[];
+  /** Whether the instruction is in exec (JSON) form. */
+  json: boolean;
+  /** `<<NAME` here-documents (RUN, COPY), with their bodies. */
+  heredocs: { name: string; body: string }[];
+  /** KEY=value pairs of ENV, ARG and LABEL (quotes and escapes resolved; null: an ARG without a default). */
+  properties: { name: string; value: string | null }[];
 }
 
 export interface Finding {
@@ -23,25 +40,46 @@ export interface Finding {
   message: string;
 }
 
-/** Instructions of a Dockerfile: comments dropped, `\` continuations joined. */
+/** Offsets of the starts of the lines of `text` (dockerfile-ast positions are line/character). */
+function offsets(text: string): (pos: { line: number; character: number }) => number {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === '\n') starts.push(i + 1);
+  return (pos) => (starts[pos.line] ?? text.length) + pos.character;
+}
+
+/** The instructions of a Dockerfile (comments and parser directives dropped), parsed by dockerfile-ast. */
 export function parseDockerfile(text: string): Instruction[] {
-  const out: Instruction[] = [];
-  const lines = text.split(/\r?\n/);
-  let current: { line: number; text: string } | undefined;
-  lines.forEach((raw, i) => {
-    const trimmed = raw.trim();
-    if (trimmed.startsWith('#') || (trimmed === '' && !current)) return; // comments may sit inside continuations
-    const continued = /\\\s*$/.test(raw);
-    const piece = continued ? raw.replace(/\\\s*$/, '') : raw;
-    if (current) current.text += ` ${piece.trim()}`;
-    else current = { line: i + 1, text: piece.trim() };
-    if (!continued) {
-      const m = /^(\S+)\s*(.*)$/s.exec(current.text)!;
-      out.push({ line: current.line, name: m[1]!.toUpperCase(), args: m[2]!.trim() });
-      current = undefined;
-    }
-  });
-  return out;
+  const at = offsets(text);
+  return DockerfileParser.parse(text)
+    .getInstructions()
+    .map((ins): Instruction => {
+      const heredocs: Heredoc[] = ins instanceof Run || ins instanceof Copy ? ins.getHeredocs() : [];
+      const flagList = ins instanceof ModifiableInstruction ? ins.getFlags() : [];
+      const flags: Record<string, string> = {};
+      for (const f of flagList) flags[f.getName()] = f.getValue() ?? 'true';
+      // getArgumentsContent: the text after the flags with escaped newlines (and comment lines inside them) removed.
+      const rest = (ins.getArgumentsContent() ?? '').trim();
+      const bodyStart = heredocs[0]?.getContentRange()?.start;
+      const lineWords = ins
+        .getArguments()
+        .filter((a) => !bodyStart || a.isBefore(bodyStart))
+        .map((a) => a.getValue());
+      const json = ins instanceof JSONInstruction && ins.getJSONStrings().length > 0;
+      return {
+        line: ins.getRange().start.line + 1,
+        name: ins.getKeyword(),
+        args: [...flagList.map((f) => f.toString()), rest].join(' ').trim(),
+        flags,
+        rest,
+        words: json ? words(rest).words : lineWords,
+        json,
+        heredocs: heredocs.map((h) => {
+          const range = h.getContentRange();
+          return { name: h.getName(), body: range ? text.slice(at(range.start), at(range.end)) : '' };
+        }),
+        properties: ins instanceof PropertyInstruction ? ins.getProperties().map((p) => ({ name: p.getName(), value: p.getValue() })) : [],
+      };
+    });
 }
 
 /** Splits leading `--flag=value` options from the rest of the arguments. */
@@ -59,7 +97,11 @@ export function splitFlags(args: string): { flags: Record<string, string>; rest:
 
 /** The words of an instruction: JSON (exec) form or whitespace-separated. */
 export function words(rest: string): { words: string[]; json: boolean } {
-  if (rest.trim().startsWith('[')) return { words: JSON.parse(rest) as string[], json: true };
+  if (rest.trim().startsWith('[')) {
+    const parsed: unknown = JSON.parse(rest);
+    if (!Array.isArray(parsed) || !parsed.every((w): w is string => typeof w === 'string')) throw new Error(`not a JSON array of strings: ${rest}`);
+    return { words: parsed, json: true };
+  }
   return { words: rest.split(/\s+/).filter(Boolean), json: false };
 }
 
@@ -70,57 +112,21 @@ export function substitute(text: string, vars: Record<string, string>): string {
 
 // ---- .dockerignore ---------------------------------------------------------------------------------------
 
-interface IgnoreRule {
-  negate: boolean;
-  regex: RegExp;
-  pattern: string;
-}
+// A CommonJS module (`module.exports = factory`) whose types declare `export default`: require gives the factory.
+const ignore = createRequire(import.meta.url)('@balena/dockerignore') as typeof import('@balena/dockerignore').default;
 
-function patternRegex(pattern: string): RegExp {
-  let re = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '*' && pattern[i + 1] === '*') {
-      if (pattern[i + 2] === '/') {
-        re += '(?:.*/)?';
-        i += 2;
-      } else {
-        re += '.*';
-        i += 1;
-      }
-    } else if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  }
-  return new RegExp(`^${re}$`);
-}
-
-/** A .dockerignore (Docker's rules: last matching pattern wins, a pattern also matches a path's parents). */
+/** A .dockerignore, matched by @balena/dockerignore (Docker's rules: last matching pattern wins, `!` re-includes, a pattern also matches a path's children). */
 export class DockerIgnore {
-  readonly rules: IgnoreRule[];
+  private readonly matcher: Ignore;
 
   constructor(text: string) {
-    this.rules = text
-      .split(/\r?\n/)
-      .map((l) => l.trim())
-      .filter((l) => l && !l.startsWith('#'))
-      .map((l) => {
-        const negate = l.startsWith('!');
-        const cleaned = path.posix.normalize((negate ? l.slice(1) : l).trim()).replace(/^\/+/, '').replace(/\/+$/, '');
-        return { negate, pattern: cleaned, regex: patternRegex(cleaned) };
-      });
+    this.matcher = ignore().add(text.split(/\r?\n/));
   }
 
   /** Whether `rel` (a path relative to the context, '/' separated) is left out of the context. */
   excludes(rel: string): boolean {
     const clean = path.posix.normalize(rel).replace(/^\.\/?/, '').replace(/\/+$/, '');
-    const parts = clean.split('/');
-    const candidates = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
-    let excluded = false;
-    for (const rule of this.rules) {
-      if (candidates.some((c) => rule.regex.test(c))) excluded = !rule.negate;
-    }
-    return excluded;
+    return clean !== '' && this.matcher.ignores(clean);
   }
 }
 
@@ -194,8 +200,7 @@ export function modelDockerfile(text: string, root: string, ignore: DockerIgnore
   for (const ins of parseDockerfile(text)) {
     const stage = stages[stages.length - 1];
     if (ins.name === 'ARG' && !stage) {
-      const [k, v] = ins.args.split('=');
-      globalArgs[k!.trim()] = (v ?? '').trim();
+      for (const p of ins.properties) globalArgs[p.name] = p.value ?? '';
       continue;
     }
     if (ins.name === 'FROM') {
@@ -229,9 +234,7 @@ export function modelDockerfile(text: string, root: string, ignore: DockerIgnore
     stage.instructions.push(ins);
     const vars = { ...globalArgs, ...stage.env };
     if (ins.name === 'WORKDIR') stage.workdir = resolveIn(stage.workdir, substitute(ins.args, vars));
-    if (ins.name === 'ENV') {
-      for (const m of ins.args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S*)/g)) stage.env[m[1]!] = m[2]!.replace(/^"|"$/g, '');
-    }
+    if (ins.name === 'ENV') for (const p of ins.properties) stage.env[p.name] = p.value ?? '';
     if (ins.name === 'ADD') findings.push({ check: 'dockerfile', line: ins.line, message: 'use COPY, not ADD' });
     if (ins.name === 'RUN') {
       if (/\bnpm(?:-cli\.js)?\s+(ci|install)\b/.test(ins.args)) stage.paths.set(resolveIn(stage.workdir, 'node_modules'), { kind: 'produced', by: `RUN npm ci (line ${ins.line})` });
@@ -240,8 +243,8 @@ export function modelDockerfile(text: string, root: string, ignore: DockerIgnore
       }
     }
     if (ins.name === 'COPY') {
-      const { flags, rest } = splitFlags(ins.args);
-      const all = words(substitute(rest, vars)).words;
+      const { flags } = ins;
+      const all = ins.words.map((w) => substitute(w, vars));
       if (all.length < 2) {
         findings.push({ check: 'copy', line: ins.line, message: 'COPY needs a source and a destination' });
         continue;
@@ -256,6 +259,12 @@ export function modelDockerfile(text: string, root: string, ignore: DockerIgnore
         continue;
       }
       for (const source of sources) {
+        const heredoc = /^<<-?["']?([^"']+)["']?$/.exec(source);
+        if (heredoc) {
+          // A here-document: a file written by the instruction itself, not taken from the context.
+          stage.paths.set(destDir ? path.posix.join(destAbs, heredoc[1]!) : destAbs, { kind: 'produced', by: `COPY <<${heredoc[1]!} (line ${ins.line})` });
+          continue;
+        }
         if (/[*?[]/.test(source)) {
           findings.push({ check: 'copy', line: ins.line, message: `wildcard source '${source}' is not supported by this check` });
           continue;

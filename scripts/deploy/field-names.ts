@@ -85,11 +85,13 @@ export function checkFieldNames(objects: K8sObject[], root: string): FieldFindin
     types: [],
   };
   const host = ts.createCompilerHost(options, true);
-  const { getSourceFile, fileExists, readFile } = host;
+  const getSourceFile = host.getSourceFile.bind(host);
+  const fileExists = host.fileExists.bind(host);
+  const readFile = host.readFile.bind(host);
   host.getSourceFile = (name, language, ...rest) =>
-    name === fileName ? ts.createSourceFile(name, source, language, true) : getSourceFile.call(host, name, language, ...rest);
-  host.fileExists = (name) => name === fileName || fileExists.call(host, name);
-  host.readFile = (name) => (name === fileName ? source : readFile.call(host, name));
+    name === fileName ? ts.createSourceFile(name, source, language, true) : getSourceFile(name, language, ...rest);
+  host.fileExists = (name) => name === fileName || fileExists(name);
+  host.readFile = (name) => (name === fileName ? source : readFile(name));
   const program = ts.createProgram([fileName], options, host);
   const sf = program.getSourceFile(fileName)!;
   for (const d of [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)]) {

@@ -278,7 +278,7 @@ export function checkPodSecurity(objects: K8sObject[]): Finding[] {
       if (sc.privileged === true) add(p('.securityContext.privileged'), 'must not be true');
       if (!arr(obj(sc.capabilities).drop).includes('ALL')) add(p('.securityContext.capabilities.drop'), "must drop ALL");
       if (arr(obj(sc.capabilities).add).length) add(p('.securityContext.capabilities.add'), 'must add no capability');
-      if (str(obj(eff('seccompProfile') as Json).type) !== 'RuntimeDefault') add(p('.securityContext.seccompProfile'), 'type must be RuntimeDefault (pod or container)');
+      if (str(obj(eff('seccompProfile')).type) !== 'RuntimeDefault') add(p('.securityContext.seccompProfile'), 'type must be RuntimeDefault (pod or container)');
       const image = str(c.image) ?? '';
       const tag = image.includes('@') ? 'digest' : /:[^/:]+$/.test(image) ? image.slice(image.lastIndexOf(':') + 1) : undefined;
       if (!tag) add(p('.image'), `'${image}' has no tag or digest (the overlay's images: entry should set one)`);
@@ -442,7 +442,7 @@ export function checkServer(objects: K8sObject[], root: string): { findings: Fin
   }
   let backend: string | undefined;
   try {
-    backend = env[BACKEND_ENV] ? parseBackendRequest(env[BACKEND_ENV]!, BACKEND_ENV) : undefined;
+    backend = env[BACKEND_ENV] ? parseBackendRequest(env[BACKEND_ENV], BACKEND_ENV) : undefined;
   } catch (error) {
     add(cp('.env'), (error as Error).message, 'env');
   }

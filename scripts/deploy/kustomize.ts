@@ -128,13 +128,13 @@ function readKustomization(dir: string): JsonObject {
 function stringList(value: Json | undefined, what: string): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new KustomizeError(`${what} must be a list of strings`);
-  return value as string[];
+  return value;
 }
 
 function list(value: Json | undefined, what: string): JsonObject[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || !value.every(isObject)) throw new KustomizeError(`${what} must be a list of mappings`);
-  return value as JsonObject[];
+  return value;
 }
 
 function only(entry: JsonObject, allowed: string[], what: string): void {
@@ -201,7 +201,7 @@ export function strategicMerge(target: Json, patch: Json, kind: string, at: stri
     }
     const mergeKey = Array.isArray(value) ? mergeKeyOf(key, at, kind) : undefined;
     if (Array.isArray(value) && mergeKey !== undefined && Array.isArray(out[key])) {
-      out[key] = mergeList(out[key] as Json[], value, mergeKey, kind, [...at, `${key}[]`]);
+      out[key] = mergeList(out[key], value, mergeKey, kind, [...at, `${key}[]`]);
     } else if (Array.isArray(value)) {
       out[key] = value.map((item) => {
         if (isObject(item)) checkDirectives(item, `${[...at, key].join('/')}[]`);
@@ -299,7 +299,7 @@ function setLabels(obj: JsonObject, at: string[], pairs: Record<string, string>)
   let node: JsonObject = obj;
   for (const key of at) {
     if (!isObject(node[key])) node[key] = {};
-    node = node[key] as JsonObject;
+    node = node[key];
   }
   Object.assign(node, pairs);
 }
@@ -409,12 +409,21 @@ function orderIndex(kind: string): number {
   return last >= 0 ? 10_000 + last : 1_000;
 }
 
+/** kustomize's Gvk.String() (group_version_kind, ~G for the core group): how it orders kinds it does not list. */
+function gvkString(o: K8sObject): string {
+  const slash = o.apiVersion.indexOf('/');
+  const [group, version] = slash >= 0 ? [o.apiVersion.slice(0, slash), o.apiVersion.slice(slash + 1)] : ['~G', o.apiVersion];
+  return `${group}_${version}_${o.kind}`;
+}
+
+const byteOrder = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+
 /** Renders the kustomization in `dir` (what `kustomize build dir` prints), as objects. */
 export function renderKustomization(dir: string): K8sObject[] {
   return build(dir, new Set()).sort(
     (a, b) =>
       orderIndex(a.kind) - orderIndex(b.kind) ||
-      (orderIndex(a.kind) === 1_000 ? a.kind.localeCompare(b.kind) : 0) ||
+      (orderIndex(a.kind) === 1_000 ? byteOrder(gvkString(a), gvkString(b)) : 0) ||
       (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') ||
       a.metadata.name.localeCompare(b.metadata.name),
   );

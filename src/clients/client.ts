@@ -132,16 +132,16 @@ export class MemometerClient {
   }
 
   getMeasurement(measurementId: string): Promise<Measurement> {
-    return this.unary(this.stub.getMeasurement, { measurementId });
+    return this.unary(this.stub.getMeasurement.bind(this.stub), { measurementId });
   }
 
   cancelMeasurement(measurementId: string): Promise<Measurement> {
-    return this.unary(this.stub.cancelMeasurement, { measurementId });
+    return this.unary(this.stub.cancelMeasurement.bind(this.stub), { measurementId });
   }
 
   /** One page of measurements, newest first. */
   list(options: ListOptions = {}): Promise<ListMeasurementsResponse> {
-    return this.unary(this.stub.listMeasurements, { filter: options.filter ?? '', pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' });
+    return this.unary(this.stub.listMeasurements.bind(this.stub), { filter: options.filter ?? '', pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' });
   }
 
   /** Every measurement the filter matches, newest first, fetching page after page as they are read. */

@@ -285,9 +285,9 @@ export async function* measure(input: MeasureInput, given: Partial<MeasureOption
             curves[d]!.push(seedCurves[d]!);
           }
           if (seed === options.seeds[options.seeds.length - 1]) {
-            await tuned.save(tf.io.withSaveHandler(async (a) => {
+            await tuned.save(tf.io.withSaveHandler((a) => {
               fineTunedModel = a;
-              return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+              return Promise.resolve({ modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' as const } });
             }));
           }
         } finally {

@@ -161,7 +161,7 @@ function classSpec(points: DepthPoint[]): TopLevelSpec {
       color: { field: 'split', type: 'nominal', title: null, sort: ['train', 'test'], scale: { range: ['#0d9488', '#7c3aed'] } },
       opacity: { field: 'run', type: 'ordinal', title: null, scale: { domain: runsOf(points), range: [1, 0.45] } },
     },
-  } as TopLevelSpec;
+  };
 }
 
 /** The runs with values, this measurement first. */

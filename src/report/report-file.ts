@@ -63,7 +63,7 @@ export function parseReportFile(text: string, uri: string): ReportFile {
     result: MeasurementResult.fromJSON(json.result),
   };
   const { request, result } = report;
-  const enums = { 'request.mode': request.mode, 'request.headSharing': request.headSharing, 'request.headInit': request.headInit,
+  const enums: Record<string, number> = { 'request.mode': request.mode, 'request.headSharing': request.headSharing, 'request.headInit': request.headInit,
     'request.optimizer': request.optimizer, 'result.mode': result.mode, 'result.headSharing': result.headSharing };
   const unknown = Object.entries(enums).find(([, v]) => v === UNRECOGNIZED);
   if (unknown) return fail(`${unknown[0]} has an unknown value`);

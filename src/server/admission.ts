@@ -1,4 +1,5 @@
 import { CancelledError, MemometerError, ResourceExhaustedError } from '../errors.js';
+import { observeLoad, recordRefusal } from '../telemetry/metrics.js';
 
 /** Why a queued measurement left the queue: the abort's typed reason (e.g. DEADLINE_EXCEEDED), else CANCELLED. */
 const leftQueue = (signal: AbortSignal) =>
@@ -15,7 +16,9 @@ export class Admission {
   constructor(
     private readonly maxRunning: number,
     private readonly maxQueued: number,
-  ) {}
+  ) {
+    observeLoad(this); // memometer.queue.depth, memometer.measurements.running
+  }
 
   get load(): { running: number; queued: number } {
     return { running: this.running, queued: this.waiting.length };
@@ -24,6 +27,7 @@ export class Admission {
   /** Refuses synchronously when full; otherwise resolves with a release function once a slot is free. */
   enter(signal: AbortSignal): Promise<() => void> {
     if (this.running >= this.maxRunning && this.waiting.length >= this.maxQueued) {
+      recordRefusal('queue_full');
       throw new ResourceExhaustedError(
         `the server is busy: ${this.running} measurements running and ${this.waiting.length} queued (limits ${this.maxRunning} and ${this.maxQueued}); retry later`,
       );

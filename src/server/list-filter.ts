@@ -46,8 +46,8 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz
 /** An RFC 3339 timestamp with a zone (`2026-11-01T00:00:00Z`), to the millisecond; `subject` names it in errors. */
 export function parseTimestamp(text: string, subject = 'filter'): Date {
   const m = RFC3339.exec(text);
-  const [year, month, day, hour, minute, second] = (m?.slice(1, 7) ?? []).map(Number) as number[];
-  const valid = m && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year!, month!, 0)).getUTCDate()
+  const [year, month, day, hour, minute, second] = (m?.slice(1, 7) ?? []).map<number>(Number);
+  const valid = m && month! >= 1 && month! <= 12 && day! >= 1 && day! <= new Date(Date.UTC(year!, month, 0)).getUTCDate()
     && hour! <= 23 && minute! <= 59 && second! <= 59;
   const date = new Date(text);
   if (!valid || Number.isNaN(date.getTime())) {

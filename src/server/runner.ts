@@ -12,6 +12,7 @@ import { readDataset } from '../storage/dataset-reader.js';
 import { writeModelArtifacts } from '../storage/model-reader.js';
 import { readModel } from '../storage/model-source.js';
 import { joinKey } from '../storage/store.js';
+import { MeasurementMetrics } from '../telemetry/metrics.js';
 import { MeasurementTracing, withSpan } from '../telemetry/spans.js';
 import type { ServerConfig } from './config.js';
 import { progressToProto, resultToProto } from '../api/events.js';
@@ -75,6 +76,7 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
   const { measurement: m, config, locations, registry, signal } = ctx;
   const request = m.request!;
   let tracing: MeasurementTracing | undefined;
+  const metered = new MeasurementMetrics(ctx.options.mode ?? 'frozen');
   const started = await registry.transition(m, 'start');
   try {
     // A CancelMeasurement on another replica may have landed while this one was queued.
@@ -111,6 +113,7 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
     });
     for await (const event of measure({ model: source.artifacts, dataset, source: source.info }, { ...ctx.options, memoryBudgetBytes: config.memoryBudgetBytes, signal })) {
       tracing.onEvent(event);
+      metered.onEvent(event);
       if (event.type === 'planned') backend = event.backend;
       if (event.type === 'epoch' && (await cancelledElsewhere())) {
         throw new CancelledError('cancelled by CancelMeasurement');
@@ -145,11 +148,13 @@ export async function runMeasurement(ctx: RunContext): Promise<Measurement> {
       ctx.emit({ event: { $case: 'result', value: result } });
     }
     tracing.end();
+    metered.end('succeeded');
     return m;
   } catch (error) {
     const report = reportError(error, FIELD_OF_OPTION);
     tracing?.fail(error);
     const cancelled = error instanceof CancelledError || error instanceof DeadlineExceededError;
+    metered.end(cancelled ? 'cancelled' : 'failed');
     await registry
       .transition(m, cancelled ? 'cancel' : 'fail', { code: report.codeName, message: report.message })
       .catch((e: unknown) => console.error('[memometer] could not record the failure:', e));

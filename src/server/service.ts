@@ -10,7 +10,8 @@ import type {
   Measurement,
   MemorizationServiceServer,
 } from '../gen/memometer/v1/memometer.js';
-import { MeasurementState } from '../gen/memometer/v1/memometer.js';
+import { MeasurementState, MemorizationServiceService } from '../gen/memometer/v1/memometer.js';
+import { instrumentService, recordRefusal, recordTakeover } from '../telemetry/metrics.js';
 import type { Admission } from './admission.js';
 import { authorize } from './auth.js';
 import type { ServerConfig } from './config.js';
@@ -85,13 +86,14 @@ export class MemorizationService {
     return this.live.size;
   }
 
-  readonly handlers: MemorizationServiceServer = {
+  /** The handlers, with rpc.server.call.duration recorded for each call. */
+  readonly handlers: MemorizationServiceServer = instrumentService(MemorizationServiceService, {
     measureMemorization: (call) => void this.measure(call),
     getMeasurement: (call, callback) => void this.unary(call, callback, (r) => this.get(r.measurementId)),
     cancelMeasurement: (call, callback) => void this.unary(call, callback, (r) => this.cancel(r)),
     // Read from the shared state: any replica lists every replica's measurements.
     listMeasurements: (call, callback) => void this.unary(call, callback, (r) => this.deps.registry.list(r)),
-  };
+  } satisfies MemorizationServiceServer);
 
   private async unary<Req, Res>(call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>, handle: (request: Req) => Promise<Res>): Promise<void> {
     try {
@@ -106,7 +108,10 @@ export class MemorizationService {
     const traceContext = context.active();
     try {
       authorize(call.metadata, this.deps.config.apiToken);
-      if (this.draining) throw new UnavailableError('the server is shutting down; retry on another replica');
+      if (this.draining) {
+        recordRefusal('draining');
+        throw new UnavailableError('the server is shutting down; retry on another replica');
+      }
       const request = call.request;
       optionsFromRequest(request, this.deps.config); // refuses a bad request before anything is recorded
       const existing = await this.deps.registry.findByRequestId(request.requestId);
@@ -256,6 +261,7 @@ export class MemorizationService {
     if (Date.now() <= expiresAt || this.draining) return undefined;
     const attempt = (lease?.attempt ?? 1) + 1;
     if (!(await this.deps.registry.claimAttempt(m.measurementId, attempt, this.owner))) return undefined;
+    recordTakeover(attempt > this.deps.config.maxAttempts ? 'failed' : 'rerun');
     if (attempt > this.deps.config.maxAttempts) {
       await this.deps.registry.transition(m, 'fail', {
         code: 'UNAVAILABLE',

@@ -119,7 +119,7 @@ function decodeOneHot(array: NumericArray, name: string): Int32Array {
   for (let r = 0; r < m; r++) {
     let hot = -1;
     for (let k = 0; k < c; k++) {
-      const v = Number(d[r * c + k] as number | bigint);
+      const v = Number(d[r * c + k]);
       if (v === 1 && hot < 0) hot = k;
       else if (v !== 0) {
         const row = Array.from(d.subarray(r * c, Math.min((r + 1) * c, r * c + 12)) as ArrayLike<number | bigint>, (x) => String(x));

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 
 import { clip, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { errorCode, fsError, isAbsent, type FsOperation } from './fs-errors.js';
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- ObjectStore is named by the {@link} below (tsc counts that; ESLint does not)
 import { checkKey, checkPrefix, type ObjectStore, type StateStore } from './store.js';
 
 /** Marks in-flight temp files of {@link FileStore.put}; `list` never returns them. */

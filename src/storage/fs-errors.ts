@@ -13,7 +13,7 @@ import {
 
 /** The `code` of a Node (or minio) error, as a string; undefined when it has none. */
 export function errorCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
+  return typeof e === 'object' && e !== null && 'code' in e ? String((e).code) : undefined;
 }
 
 /** Codes that mean "there is no object at this path" (a read finds nothing, a write cannot place one). */

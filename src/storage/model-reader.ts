@@ -211,7 +211,7 @@ export async function readModelArtifacts(store: ObjectStore, key: string): Promi
   };
   if (isObject(json.trainingConfig)) artifacts.trainingConfig = json.trainingConfig as unknown as io.TrainingConfig;
   if (isObject(json.signature)) artifacts.signature = json.signature;
-  if (isObject(json.userDefinedMetadata)) artifacts.userDefinedMetadata = json.userDefinedMetadata as { [key: string]: {} };
+  if (isObject(json.userDefinedMetadata)) artifacts.userDefinedMetadata = json.userDefinedMetadata as NonNullable<io.ModelArtifacts['userDefinedMetadata']>;
   if (isObject(json.modelInitializer)) artifacts.modelInitializer = json.modelInitializer;
   return artifacts;
 }

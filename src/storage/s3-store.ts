@@ -15,6 +15,7 @@ import {
 } from '../errors.js';
 import { errorCode } from './fs-errors.js';
 import { isValidBucketName } from './s3-config.js';
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- ObjectStore is named by the {@link} below (tsc counts that; ESLint does not)
 import { checkKey, checkPrefix, isValidKey, type ObjectStore, type StateStore } from './store.js';
 
 export interface S3StoreOptions {

@@ -1,4 +1,5 @@
-import { clip, UnavailableError } from '../errors.js';
+import { clip, NotFoundError, UnavailableError } from '../errors.js';
+import { recordStorageError } from '../telemetry/metrics.js';
 
 /**
  * Every storage call of the server has a deadline: `timed(store, ...)` returns a view of `store`
@@ -33,17 +34,34 @@ function formatTimeout(ms: number): string {
 const isThenable = (value: unknown): value is PromiseLike<unknown> =>
   (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 
+/** The errors the deadline made (metrics tell a timeout from other failures). */
+const deadlineErrors = new WeakSet<object>();
+
 /** Rejects with UnavailableError naming `operation` when `promise` has not settled within `timeoutMs`. */
 export function withDeadline<T>(promise: PromiseLike<T>, timeoutMs: number, operation: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new UnavailableError(`the store did not answer within ${formatTimeout(timeoutMs)}: ${operation}`)),
+      () => {
+        const error = new UnavailableError(`the store did not answer within ${formatTimeout(timeoutMs)}: ${operation}`);
+        deadlineErrors.add(error);
+        reject(error);
+      },
       timeoutMs,
     );
   });
   return Promise.race([Promise.resolve(promise), deadline]).finally(() => clearTimeout(timer));
 }
+
+/** The store kind metrics name: s3 (S3Store), file (FileStore, ConfinedFileStore), else the class name. */
+function storeKind(store: object): string {
+  const name = store.constructor?.name ?? 'unknown';
+  return /^s3/i.test(name) ? 's3' : /file/i.test(name) ? 'file' : name.toLowerCase();
+}
+
+/** error.type of a failed call: 'timeout' for the deadline, else the error's class name. */
+const errorType = (error: unknown): string =>
+  error instanceof Error && deadlineErrors.has(error) ? 'timeout' : error instanceof Error ? error.constructor.name : typeof error;
 
 /** `store` with a deadline on each of its asynchronous methods (see the module comment). */
 export function timed<S extends object>(store: S, options: TimedStoreOptions): S {
@@ -52,6 +70,7 @@ export function timed<S extends object>(store: S, options: TimedStoreOptions): S
     throw new RangeError(`a storage timeout must be a positive number of milliseconds, got ${timeoutMs}`);
   }
   const describe = options.describe ?? ((key: string) => key);
+  const kind = storeKind(store);
   const wrapped = new Map<PropertyKey, unknown>();
   return new Proxy(store, {
     get(target, property) {
@@ -66,7 +85,11 @@ export function timed<S extends object>(store: S, options: TimedStoreOptions): S
         const first = args[0];
         const name = typeof property === 'symbol' ? property.toString() : property;
         const operation = typeof first === 'string' ? `${name} ${clip(describe(first))}` : name;
-        return withDeadline(result, timeoutMs, operation);
+        return withDeadline(result, timeoutMs, operation).catch((error: unknown) => {
+          // memometer.storage.errors: failures and timeouts; a missing object is an answer.
+          if (!(error instanceof NotFoundError)) recordStorageError(name, kind, errorType(error));
+          throw error;
+        });
       };
       wrapped.set(property, call);
       return call;

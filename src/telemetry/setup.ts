@@ -10,7 +10,15 @@
  *   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full URL; defaults localhost:4318 (http) / :4317 (grpc)
  * - OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_PROPAGATORS, OTEL_TRACES_SAMPLER,
  *   OTEL_BSP_*, OTEL_LOG_LEVEL
- * Only traces are set up: no metric reader and no log exporter are started.
+ * Metrics (the instruments are in ./metrics.ts), from the same variables:
+ * - OTEL_METRICS_EXPORTER             otlp (default) | prometheus | console | none (comma list allowed)
+ * - OTEL_EXPORTER_OTLP_METRICS_PROTOCOL overrides OTEL_EXPORTER_OTLP_PROTOCOL for metrics
+ * - OTEL_EXPORTER_OTLP_METRICS_ENDPOINT full URL; else OTEL_EXPORTER_OTLP_ENDPOINT (+ /v1/metrics)
+ * - OTEL_METRIC_EXPORT_INTERVAL / OTEL_METRIC_EXPORT_TIMEOUT  OTLP push period and timeout (ms;
+ *   default 60000 / 30000)
+ * - OTEL_EXPORTER_PROMETHEUS_HOST / OTEL_EXPORTER_PROMETHEUS_PORT  where the Prometheus scrape
+ *   endpoint listens (default all interfaces, port 9464; path /metrics), with OTEL_METRICS_EXPORTER=prometheus
+ * No log exporter is started.
  *
  * gRPC instrumentation and ESM: @opentelemetry/instrumentation-grpc patches @grpc/grpc-js only
  * when it is loaded through require(); an ESM `import` never triggers that. startTelemetry()
@@ -29,12 +37,24 @@
  *   exports live through its namespace, so tests there do not show this.)
  */
 import { createRequire } from 'node:module';
-import { context, propagation, trace } from '@opentelemetry/api';
-import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
-import { NodeSDK } from '@opentelemetry/sdk-node';
-import { SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { context, metrics, propagation, trace } from '@opentelemetry/api';
+import type { IMetricReader } from '@opentelemetry/sdk-metrics';
+import type { SpanExporter } from '@opentelemetry/sdk-trace';
 
 const require = createRequire(import.meta.url);
+
+/**
+ * The SDK packages, loaded through require() (their CommonJS builds) when telemetry starts, not
+ * imported: the ESM builds of the OTLP/gRPC exporters `import * as grpc from '@grpc/grpc-js'`,
+ * and the first ESM import of a CommonJS module fixes the named exports every later ESM import
+ * sees. Imported here, they would fix the unpatched makeGenericClientConstructor before
+ * startTelemetry() could patch it (no client spans). Types only are imported.
+ */
+const sdkModules = () => ({
+  ...(require('@opentelemetry/sdk-node') as typeof import('@opentelemetry/sdk-node')),
+  ...(require('@opentelemetry/instrumentation-grpc') as typeof import('@opentelemetry/instrumentation-grpc')),
+  ...(require('@opentelemetry/sdk-trace') as Pick<typeof import('@opentelemetry/sdk-trace'), 'SimpleSpanProcessor'>),
+});
 
 export const DEFAULT_SERVICE_NAME = 'memometer';
 
@@ -43,6 +63,8 @@ export interface TelemetryOptions {
   serviceName?: string;
   /** Export to this exporter with a SimpleSpanProcessor instead of the OTEL_* configured ones (tests). */
   exporter?: SpanExporter;
+  /** Read metrics with these readers instead of the OTEL_METRICS_EXPORTER configured ones (tests); [] for none. */
+  metricReaders?: IMetricReader[];
   /** false: start nothing. Default true; OTEL_SDK_DISABLED=true disables regardless. */
   enabled?: boolean;
 }
@@ -50,7 +72,7 @@ export interface TelemetryOptions {
 export interface Telemetry {
   /** Whether an SDK was started (false: disabled, every span is a no-op). */
   readonly enabled: boolean;
-  /** Exports the spans ended so far. */
+  /** Exports the spans ended so far and the metrics recorded so far (push readers). */
   forceFlush(): Promise<void>;
   /** Flushes, stops exporting and removes the instrumentation; a later startTelemetry() starts afresh. */
   shutdown(): Promise<void>;
@@ -83,14 +105,16 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
   if (options.enabled === false || envFlag(process.env.OTEL_SDK_DISABLED)) return DISABLED;
   if (running) throw new Error('telemetry is already started; shut it down first');
 
+  const { GrpcInstrumentation, NodeSDK, SimpleSpanProcessor } = sdkModules();
   const instrumentation = new GrpcInstrumentation();
   const serviceNameFromEnv =
     Boolean(process.env.OTEL_SERVICE_NAME?.trim()) || /(^|,)\s*service\.name\s*=/.test(process.env.OTEL_RESOURCE_ATTRIBUTES ?? '');
   const sdk = new NodeSDK({
     ...(serviceNameFromEnv ? {} : { serviceName: options.serviceName ?? DEFAULT_SERVICE_NAME }),
-    ...(options.exporter ? { spanProcessors: [new SimpleSpanProcessor(options.exporter)] } : {}),
+    ...(options.exporter ? { spanProcessors: [new SimpleSpanProcessor({ exporter: options.exporter })] } : {}),
+    // Without metricReaders NodeSDK reads OTEL_METRICS_EXPORTER (see the module comment).
+    ...(options.metricReaders ? { metricReaders: options.metricReaders } : {}),
     instrumentations: [instrumentation],
-    metricReaders: [],
     logRecordProcessors: [],
   });
   sdk.start();
@@ -101,11 +125,13 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
     const delegate = (trace.getTracerProvider() as { getDelegate?: () => unknown }).getDelegate?.();
     return delegate as { forceFlush?: () => Promise<void> } | undefined;
   };
+  // Only set when a metric reader was configured (else the API's no-op provider, without forceFlush).
+  const meterProvider = metrics.getMeterProvider() as { forceFlush?: () => Promise<void> };
   let stopped: Promise<void> | undefined;
   const telemetry: Telemetry = {
     enabled: true,
     forceFlush: async () => {
-      await provider()?.forceFlush?.();
+      await Promise.all([provider()?.forceFlush?.(), meterProvider.forceFlush?.()]);
     },
     shutdown: () =>
       (stopped ??= (async () => {
@@ -115,6 +141,7 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
           instrumentation.disable();
           // NodeSDK leaves its globals registered; clear them so that a new start can register.
           trace.disable();
+          metrics.disable();
           context.disable();
           propagation.disable();
           running = undefined;

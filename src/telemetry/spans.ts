@@ -16,7 +16,6 @@ import {
   context,
   SpanStatusCode,
   trace,
-  type AttributeValue,
   type Attributes,
   type Context,
   type Span,
@@ -35,11 +34,17 @@ export const tracer: Tracer = {
   startActiveSpan: ((...args: unknown[]) => {
     const delegate = trace.getTracer(TRACER_NAME);
     return (delegate.startActiveSpan as (...a: unknown[]) => unknown).apply(delegate, args);
-  }) as Tracer['startActiveSpan'],
+  }),
 };
 
+/**
+ * An attribute value as exported (OTel's primitive attribute types). @opentelemetry/api 1.10
+ * made its AttributeValue an alias of AnyValue (unknown); this keeps the check.
+ */
+export type SpanValue = string | number | boolean | string[] | number[] | boolean[];
+
 /** Attribute values keyed without the `memometer.` prefix; undefined values are left out. */
-export type SpanValues = Record<string, AttributeValue | undefined>;
+export type SpanValues = Record<string, SpanValue | undefined>;
 
 /** What the server knows of a measurement before it starts (all optional, extra keys allowed). */
 export interface MeasurementAttributes extends SpanValues {

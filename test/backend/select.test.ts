@@ -1,8 +1,9 @@
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FailedPreconditionError, InvalidArgumentError } from '../../src/errors.js';
 import { BACKEND_ENV, initBackend } from '../../src/metric/backend/index.js';
-import { SIMD_KERNELS_ENV } from '../../src/metric/backend/select.js';
+import { restoreUtilIsNullOrUndefined, SIMD_KERNELS_ENV } from '../../src/metric/backend/select.js';
 import { simdKernelsRegistered, unregisterSimdKernels } from '../../src/metric/backend/simd/index.js';
 
 afterEach(() => {
@@ -26,7 +27,7 @@ describe('backend selection', () => {
     await initBackend('wasm');
     const x = tf.randomNormal([2, 8, 8, 3]);
     const w = tf.variable(tf.randomNormal([3, 3, 3, 4]));
-    const { grads } = tf.variableGrads(() => tf.conv2d(x as tf.Tensor4D, w as tf.Variable<tf.Rank.R4>, 2, 'same').square().sum() as tf.Scalar, [w]);
+    const { grads } = tf.variableGrads(() => tf.conv2d(x as tf.Tensor4D, w as tf.Variable<tf.Rank.R4>, 2, 'same').square().sum<tf.Scalar>(), [w]);
     expect(grads[w.name]!.shape).toEqual([3, 3, 3, 4]);
   });
 
@@ -66,5 +67,11 @@ describe('backend selection', () => {
     const error = await initBackend().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect((error as Error).message).toBe("MEMOMETER_SIMD_KERNELS: must be 'on' or 'off', got 'yes'");
+  });
+
+  it('puts back util.isNullOrUndefined (removed in Node 23) that the libtensorflow bindings call', () => {
+    restoreUtilIsNullOrUndefined();
+    const util = createRequire(import.meta.url)('util') as { isNullOrUndefined: (value: unknown) => boolean };
+    expect([null, undefined, 0, ''].map((v) => util.isNullOrUndefined(v))).toEqual([true, true, false, false]);
   });
 });

@@ -158,7 +158,7 @@ describe('SIMD _FusedMatMul on wasm matches cpu', () => {
     const [a, b, bias, alpha] = [random([3, 11, 5], 3), random([3, 7, 11], 4), random([7], 5), random([7], 6)];
     const fused = (x: tf.Tensor, y: tf.Tensor, z: tf.Tensor, w: tf.Tensor): tf.Tensor =>
       tf.fused.matMul({
-        a: x as tf.Tensor3D, b: y as tf.Tensor3D, transposeA: true, transposeB: true, bias: z, activation,
+        a: x, b: y, transposeA: true, transposeB: true, bias: z, activation,
         ...(activation === 'prelu' ? { preluActivationWeights: w } : {}),
         ...(activation === 'leakyrelu' ? { leakyreluAlpha: 0.3 } : {}),
       });

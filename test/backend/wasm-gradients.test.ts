@@ -78,7 +78,7 @@ async function runKernel(
   await use(backend);
   const tensors = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, toTensor(v)]));
   try {
-    const out = tf.engine().runKernel(kernel, tensors, attrs as tf.NamedAttrMap) as tf.Tensor;
+    const out = tf.engine().runKernel<tf.Tensor>(kernel, tensors, attrs as tf.NamedAttrMap);
     const host = await toHost(out);
     out.dispose();
     return host;
@@ -419,7 +419,7 @@ const LABELS = ints([0, 3, 1, 4]);
 
 function loss(model: tf.LayersModel, x: tf.Tensor, labels: tf.Tensor): tf.Scalar {
   const logits = model.apply(x, { training: true }) as tf.Tensor;
-  return tf.losses.softmaxCrossEntropy(tf.oneHot(labels, 5), logits) as tf.Scalar;
+  return tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(tf.oneHot(labels, 5), logits);
 }
 
 /** Builds the model on `backend` with the given weights; returns d(loss)/d(weight) per trainable weight. */

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ShownResult } from '../../src/clients/report.js';
 import { runCli } from '../support/cli.js';
 import { exampleBucket, s3Env, startTestService, type TestService } from '../support/service.js';
 
@@ -27,9 +28,9 @@ describe('memometer measure --server --baseline', () => {
     const { code, stdout, stderr } = await measure('--epochs', '6', '--baseline', BASE, '--allow-different-settings', '--fail-above-increase', '0.05', '--json');
     expect(code, stderr).toBe(3);
     expect(stderr).toMatch(/memometer: memorization score at copy depth 2 rose by 0\.\d{4} \(baseline 0\.\d{4}, now 0\.\d{4}\), more than 0\.05 \(--fail-above-increase\)/);
-    const result = JSON.parse(stdout);
+    const result = JSON.parse(stdout) as ShownResult;
     expect(result.baselineReportUri).toBe(BASE);
     expect(result.baselineDifferences).toEqual(['epochs: 2 -> 6']);
-    expect(result.depths[1].baseline.memorizationScoreDelta).toBeGreaterThan(0.05);
+    expect(result.depths[1]!.baseline!.memorizationScoreDelta).toBeGreaterThan(0.05);
   });
 });

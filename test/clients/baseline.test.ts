@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReportFile } from '../../src/report/report-file.js';
+import type { ShownResult } from '../../src/clients/report.js';
 import { runCli } from '../support/cli.js';
 
 const cli = (...args: string[]) => runCli(args);
@@ -23,7 +24,7 @@ describe('memometer measure --baseline (local)', () => {
   it('passes the same settings, with zero deltas in the JSON output', async () => {
     const { code, stdout, stderr } = await measure('--epochs', '2', '--baseline', base, '--fail-above-increase', '0', '--json');
     expect(code, stderr).toBe(0);
-    const result = JSON.parse(stdout);
+    const result = JSON.parse(stdout) as ShownResult;
     expect(result.baselineReportUri).toBe(base);
     expect(result.baselineDifferences).toEqual([]);
     // Same seed, data and backend: the same scores.

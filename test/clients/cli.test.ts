@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { ShownResult } from '../../src/clients/report.js';
 import { runCli } from '../support/cli.js';
 
 const cli = (...args: string[]) => runCli(args);
@@ -7,12 +8,12 @@ describe('memometer measure (local)', () => {
   it('measures the shipped example and prints one JSON object with every score per depth', async () => {
     const { code, stdout, stderr } = await cli('measure', '--depth', '1,2', '--epochs', '3', '--json', '--backend', 'wasm');
     expect(code).toBe(0);
-    const report = JSON.parse(stdout);
+    const report = JSON.parse(stdout) as ShownResult & { backend: string };
     expect(report.backend).toBe('wasm');
     expect(report.depths.map((d: { copyDepth: number }) => d.copyDepth)).toEqual([1, 2]);
     for (const depth of report.depths) {
       for (const key of ['randomLabelAccuracy', 'chance', 'memorizationScore', 'heldOutRandomLabelAccuracy', 'classTrainAccuracy', 'classTestAccuracy']) {
-        expect(typeof depth[key]).toBe('number');
+        expect(typeof (depth as unknown as Record<string, unknown>)[key]).toBe('number');
       }
       expect(depth.chance).toBeCloseTo(0.1);
     }
@@ -40,7 +41,7 @@ describe('memometer measure (local)', () => {
     const fail = await cli(...args, '--fail-above', '0', '--json');
     expect(fail.code).toBe(3);
     expect(fail.stderr).toMatch(/memorization score 0\.\d+ at copy depth 2 exceeds --fail-above 0/);
-    expect(JSON.parse(fail.stdout).depths).toHaveLength(2);
+    expect((JSON.parse(fail.stdout) as ShownResult).depths).toHaveLength(2);
     expect((await cli(...args, '--fail-above', 'high')).code).toBe(2);
   });
 

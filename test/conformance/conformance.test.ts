@@ -125,6 +125,7 @@ describe.each(cases)('$name', ({ artifacts, depths, dataset, scaling }) => {
     it.each(depths)('depth %i: finite scores in [0, 1]', async (depth) => {
       const { results, epochs, error } = await measured();
       const result = results.find((r) => r.copyDepth === depth);
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what the measurement threw, unchanged
       if (!result) throw error ?? new Error(`the measurement gave no result for depth ${depth}`);
       expectUnitInterval(result.randomLabelAccuracy, 'randomLabelAccuracy');
       expectUnitInterval(result.heldOutRandomLabelAccuracy, 'heldOutRandomLabelAccuracy');

@@ -37,8 +37,8 @@ function run(command: string, args: string[], options: { cwd?: string; env?: Nod
     const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -275,7 +275,7 @@ describe(`docker/entrypoint.sh in the image layout (node_modules: ${PROD_INSTALL
       const port = await new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no 'serving' line in 60 s: ${stderr}`)), 60_000);
         child.stderr.on('data', (d: Buffer) => {
-          stderr += d;
+          stderr += d.toString();
           const m = /serving on [\d.]+:(\d+) \(backend wasm/.exec(stderr);
           if (m) {
             clearTimeout(timer);

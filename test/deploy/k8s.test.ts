@@ -21,11 +21,13 @@ import {
   unsetMeaning,
   type Finding,
 } from '../../scripts/deploy/k8s-checks.js';
+import { asKedaHpas, checkScaledObjects } from '../../scripts/deploy/keda.js';
 import { renderKustomization, type K8sObject } from '../../scripts/deploy/kustomize.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OVERLAYS = path.join(ROOT, 'deploy/k8s/overlays');
-const render = (overlay: string) => renderKustomization(path.join(OVERLAYS, overlay));
+/** An overlay as the cluster runs it: KEDA's HPA in place of the ScaledObject (test/deploy/keda.test.ts checks that). */
+const render = (overlay: string) => asKedaHpas(renderKustomization(path.join(OVERLAYS, overlay)));
 
 type Any = Record<string, any>;
 const find = (objects: K8sObject[], kind: string, name = 'memometer') => objects.find((o) => o.kind === kind && o.metadata.name === name) as Any;
@@ -42,6 +44,7 @@ describe.each(['gpu', 'dev'])('overlay %s', (overlay) => {
   it('passes every check', () => {
     const { findings } = checkOverlay(objects, ROOT);
     expect(summary(findings)).toBe('');
+    expect(summary(checkScaledObjects(renderKustomization(path.join(OVERLAYS, overlay)), ROOT))).toBe('');
   });
 
   it('probes the real health service on the gRPC port, behind a headless Service', () => {
@@ -49,7 +52,8 @@ describe.each(['gpu', 'dev'])('overlay %s', (overlay) => {
     for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
       expect(c[probe].grpc).toEqual({ port: 50051, service: SERVICE_NAME });
     }
-    expect(c.ports).toEqual([{ name: 'grpc', containerPort: 50051, protocol: 'TCP' }]);
+    // and the Prometheus endpoint the ScaledObject's metrics come from (test/deploy/keda.test.ts).
+    expect(c.ports).toEqual([{ name: 'grpc', containerPort: 50051, protocol: 'TCP' }, { name: 'metrics', containerPort: 9464, protocol: 'TCP' }]);
     const svc = find(objects, 'Service');
     expect(svc.spec.clusterIP).toBe('None');
     expect(svc.spec.ports[0]).toMatchObject({ name: 'grpc', port: 50051, targetPort: 'grpc' });

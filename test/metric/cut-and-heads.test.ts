@@ -60,15 +60,15 @@ describe('stacked heads', () => {
     const trunk = new Trunk(model, [cut]);
     const groups = 3;
     const heads = new Heads(cut, { groups, outputs: model.outputs[0]!.shape[1] as number, init: 'top', seed: 1 });
-    const [features, expected, actual] = tf.tidy(() => {
+    const [features, expected, actual] = tf.tidy((): [tf.Tensor, tf.Tensor, tf.Tensor] => {
       const { features: [f], output } = trunk.run(x, false);
-      const k = x.shape[0]! / groups;
+      const k = x.shape[0] / groups;
       const logits = heads.apply(f!.reshape([groups, k, ...f!.shape.slice(1)]), false);
       return [f!, output, tf.softmax(logits).reshape(output.shape)];
     });
-    const diff = tf.tidy(() => actual!.sub(expected!).abs().max().dataSync()[0]!);
+    const diff = tf.tidy(() => actual.sub(expected).abs().max().dataSync()[0]!);
     expect(diff).toBeLessThan(1e-5);
-    tf.dispose([features!, expected!, actual!]);
+    tf.dispose([features, expected, actual]);
     heads.dispose();
   }
 

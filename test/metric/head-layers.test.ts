@@ -199,8 +199,8 @@ describe('dilated convolution gradients', () => {
     ['conv2d', 3, false],
     ['depthwiseConv2d', 2, true],
   ] as const)('%s with dilation %i equals the sum over shifted taps, forward and both gradients', (_, d, depthwise) => {
-    const x = tf.randomNormal([2, 9, 10, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const filter = tf.randomNormal([3, 2, 3, depthwise ? 1 : 4], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const x = tf.randomNormal<tf.Rank.R4>([2, 9, 10, 3], 0, 1, 'float32', 1);
+    const filter = tf.randomNormal<tf.Rank.R4>([3, 2, 3, depthwise ? 1 : 4], 0, 1, 'float32', 2);
     const conv = (a: tf.Tensor4D, f: tf.Tensor4D) =>
       depthwise ? tf.depthwiseConv2d(a, f, 1, 'valid', 'NHWC', d) : tf.conv2d(a, f, 1, 'valid', 'NHWC', d);
     const weight = tf.randomNormal(conv(x, filter).shape, 0, 1, 'float32', 3);

@@ -16,6 +16,7 @@ import type { PlanEvent } from '../../src/metric/types.js';
 import { EXAMPLE_DATASET, run, SCALE_255, toArtifacts, useWasm } from '../support/engine.js';
 import { readLocalDataset } from '../../src/clients/local-files.js';
 import { runCli } from '../support/cli.js';
+import type { ShownResult } from '../../src/clients/report.js';
 
 const ONNX = ['cnn', 'resnet_bn_folded', 'resnet_bn_kept', 'mobilenet', 'view_flatten', 'mlp_ln_gelu', 'pool_variants', 'pad_asym', 'convtranspose'];
 const KERAS = ['seq_cnn.keras', 'residual.keras', 'seq_cnn_legacy.h5'];
@@ -115,6 +116,6 @@ describe('memometer measure --model FILE.onnx', () => {
     ]);
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(/onnx model \(takes NCHW images\)/);
-    expect(JSON.parse(stdout).depths.map((d: { copyDepth: number }) => d.copyDepth)).toEqual([1, 2, 3]);
+    expect((JSON.parse(stdout) as ShownResult).depths.map((d: { copyDepth: number }) => d.copyDepth)).toEqual([1, 2, 3]);
   });
 });

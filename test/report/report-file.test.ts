@@ -7,7 +7,13 @@ import { fixture } from './support.js';
 
 const URI = 's3://bucket/runs/a/report.json';
 const text = readFileSync('test/report/fixtures/this.json', 'utf8');
-const json = () => JSON.parse(text);
+/** The fixture as JSON, typed loosely enough to be broken on purpose below. */
+interface ReportJson {
+  measurementId: string;
+  request: Record<string, unknown>;
+  result: Record<string, unknown> & { depths: { memorizationScore: unknown; curve: unknown[] }[] };
+}
+const json = () => JSON.parse(text) as ReportJson;
 
 /** The error parseReportFile throws for `body`. */
 function failure(body: unknown): InvalidArgumentError {
@@ -43,12 +49,12 @@ describe('report.json', () => {
     ['a depth that is no object', { ...json(), result: { ...json().result, depths: [1] } }, /result.depths must hold objects/],
     ['a score that is no number', (() => {
       const j = json();
-      j.result.depths[1].memorizationScore = 'high';
+      j.result.depths[1]!.memorizationScore = 'high';
       return j;
     })(), /result\.depths\[1\]\.memorizationScore must be a finite number/],
     ['a curve value that is no number', (() => {
       const j = json();
-      j.result.depths[0].curve[2] = 'x';
+      j.result.depths[0]!.curve[2] = 'x';
       return j;
     })(), /result\.depths\[0\]\.curve\[2\] must be a finite number/],
     ['an unknown mode', { ...json(), result: { ...json().result, mode: 'MODE_SIDEWAYS' } }, /result\.mode has an unknown value/],

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ShownResult } from '../../src/clients/report.js';
 import { parseReportFile } from '../../src/report/report-file.js';
 import { runCli } from '../support/cli.js';
 import { exampleBucket, s3Env, startTestService, type TestService } from '../support/service.js';
@@ -56,14 +57,14 @@ describe('report.html next to report.json (real server and S3, real CLI processe
     expect(localReport.measurementId).toBe('');
     expect(localReport.request.copyDepths).toEqual([1, 2]);
     expect(localReport.result.reportHtmlUri).toBe(path.join(dir, 'local.html'));
-    expect(localReport.result.depths[1]!.randomLabelAccuracy).toBe(JSON.parse(local.stdout).depths[1].randomLabelAccuracy);
+    expect(localReport.result.depths[1]!.randomLabelAccuracy).toBe((JSON.parse(local.stdout) as ShownResult).depths[1]!.randomLabelAccuracy);
     expect(marksByChart(await readFile(path.join(dir, 'local.html'), 'utf8')).score).toMatchObject({ point: 2 });
 
     const remote = await runCli(['measure', ...common, '--server', service.address, '--model', 'examples/fashion-cnn',
       '--dataset', 'examples/fashion-mnist-2k.npz', '--scale', String(1 / 255), '--report', path.join(dir, 'remote.html')], s3Env());
     expect(remote.code, remote.stderr).toBe(0);
     const remoteReport = parseReportFile(await readFile(path.join(dir, 'remote.json'), 'utf8'), 'remote.json');
-    expect(remoteReport.measurementId).toBe(JSON.parse(remote.stdout).measurementId);
+    expect(remoteReport.measurementId).toBe((JSON.parse(remote.stdout) as { measurementId: string }).measurementId);
     expect(remoteReport.measurementId).not.toBe('');
     expect(remoteReport.result.backend).toBe('wasm');
     expect(existsSync(path.join(dir, 'remote.html'))).toBe(true);

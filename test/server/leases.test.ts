@@ -35,7 +35,7 @@ function serveProcess(): Promise<{ child: ChildProcess; address: string }> {
   });
   let stderr = '';
   return new Promise((resolve, reject) => {
-    child.stderr!.on('data', (chunk: Buffer) => {
+    child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
       const match = /serving on 127\.0\.0\.1:(\d+)/.exec(stderr);
       if (match) resolve({ child, address: `127.0.0.1:${match[1]}` });

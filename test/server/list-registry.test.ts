@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeasureMemorizationRequest, type Measurement } from '../../src/gen/memometer/v1/memometer.js';
+import { MeasureMemorizationRequest, MeasurementState, type Measurement } from '../../src/gen/memometer/v1/memometer.js';
 import { INDEX_PREFIX, listPage } from '../../src/server/list-index.js';
 import { MeasurementRegistry } from '../../src/server/registry.js';
 import { createS3Client, s3ConfigFromEnv } from '../../src/storage/s3-config.js';
@@ -71,7 +71,7 @@ describe.each(stores)('the listing index on %s', (_, open) => {
   it('filters on model, state and create time, and pages through the matches', async () => {
     const of = (pred: (m: Measurement) => boolean) => ids(all.filter(pred));
     expect((await pages(list, 'model_uri = "a"', 2)).flat()).toEqual(of((m) => m.request!.modelUri === 'a'));
-    expect(await pages(list, 'state = SUCCEEDED', 1)).toEqual(of((m) => m.state === 3).map((id) => [id]));
+    expect(await pages(list, 'state = SUCCEEDED', 1)).toEqual(of((m) => m.state === MeasurementState.MEASUREMENT_STATE_SUCCEEDED).map((id) => [id]));
     expect((await pages(list, 'state = SUCCEEDED AND model_uri = "a"', 1)).flat()).toEqual(ids([all[3]!, all[6]!]));
     const mid = all[3]!.createTime!.toISOString();
     expect((await pages(list, `create_time >= "${mid}"`, 2)).flat()).toEqual(ids(all.slice(0, 4)));
@@ -110,7 +110,7 @@ describe.each(stores)('the listing index on %s', (_, open) => {
       seen.push(ids(page.measurements));
       pageToken = page.nextPageToken;
     } while (pageToken);
-    expect(seen.flat()).toEqual(ids(all.filter((m) => m.state === 4)));
+    expect(seen.flat()).toEqual(ids(all.filter((m) => m.state === MeasurementState.MEASUREMENT_STATE_FAILED)));
     expect(seen.length).toBe(Math.ceil(all.length / 2));
     expect(seen.some((p) => p.length === 0)).toBe(true);
   });

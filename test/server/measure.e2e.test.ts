@@ -51,8 +51,11 @@ describe('MeasureMemorization end to end (real S3 server, real gRPC server on 12
     expect(d2.chance).toBeCloseTo(0.1);
     expect(Math.abs(d2.heldOutRandomLabelAccuracy - 0.1)).toBeLessThan(0.06);
 
-    const report = JSON.parse(new TextDecoder().decode(await bucket.store.get('runs/first/report.json')));
-    expect(report.result.depths[1].randomLabelAccuracy).toBe(d2.randomLabelAccuracy);
+    const report = JSON.parse(new TextDecoder().decode(await bucket.store.get('runs/first/report.json'))) as {
+      request: { modelUri: string };
+      result: { depths: { randomLabelAccuracy: number }[] };
+    };
+    expect(report.result.depths[1]!.randomLabelAccuracy).toBe(d2.randomLabelAccuracy);
     expect(report.request.modelUri).toBe(bucket.modelUri);
 
     const id = (messages[0]!.event!.value as { measurementId: string }).measurementId;

@@ -27,7 +27,7 @@ export function reflectedServices(address: string): Promise<string[]> {
   };
   return new Promise((resolve, reject) => {
     const call = client.serverReflectionInfo();
-    call.on('data', (response) => {
+    call.on('data', (response: { listServicesResponse?: { service: { name: string }[] } }) => {
       resolve(response.listServicesResponse?.service.map((s: { name: string }) => s.name) ?? []);
       call.end();
       client.close();

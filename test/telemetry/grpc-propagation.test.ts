@@ -1,7 +1,7 @@
 // A plain ESM import, evaluated before startTelemetry(): what the server does.
 import * as grpc from '@grpc/grpc-js';
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadGrpc, startTelemetry, type Telemetry } from '../../src/telemetry/setup.js';
 import { tracer, withSpan } from '../../src/telemetry/spans.js';

@@ -68,11 +68,13 @@ afterAll(async () => {
 const OTEL_VARS = [
   'OTEL_SDK_DISABLED', 'OTEL_TRACES_EXPORTER', 'OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL',
   'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_SERVICE_NAME', 'OTEL_RESOURCE_ATTRIBUTES',
+  'OTEL_METRICS_EXPORTER',
 ];
 const saved = Object.fromEntries(OTEL_VARS.map((k) => [k, process.env[k]]));
+/** Traces only (metrics have their own test, metrics-export.test.ts). */
 function setEnv(vars: Record<string, string>) {
   for (const k of OTEL_VARS) delete process.env[k];
-  Object.assign(process.env, vars);
+  Object.assign(process.env, { OTEL_METRICS_EXPORTER: 'none', ...vars });
 }
 afterEach(() => {
   for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
@@ -193,7 +195,7 @@ describe('OTLP export configured from OTEL_* variables', () => {
 describe('a real Node process importing telemetry/register.js first', () => {
   it('propagates the client span to the server span and exports both (OTLP/JSON)', async () => {
     const fixture = fileURLToPath(new URL('./fixtures/traced-call.ts', import.meta.url));
-    const env: NodeJS.ProcessEnv = { ...process.env, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: httpBase, OTEL_SERVICE_NAME: 'memometer-e2e' };
+    const env: NodeJS.ProcessEnv = { ...process.env, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_ENDPOINT: httpBase, OTEL_SERVICE_NAME: 'memometer-e2e', OTEL_METRICS_EXPORTER: 'none' };
     for (const k of ['OTEL_SDK_DISABLED', 'OTEL_TRACES_EXPORTER', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']) delete env[k];
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', fixture], { env, timeout: 60_000 });
     expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({ reply: 'hello node', enabled: true });

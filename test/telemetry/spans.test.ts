@@ -1,5 +1,5 @@
 import { context, SpanKind, SpanStatusCode, trace, type HrTime } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { DepthResult, EpochEvent, MeasurementEvent, PlanEvent } from '../../src/metric/types.js';
 import { startTelemetry, telemetryEnabledByDefault, type Telemetry } from '../../src/telemetry/setup.js';

@@ -95,8 +95,8 @@ export function routeDilatedFusedConvs(): void {
   };
   const conv2d = fused.conv2d;
   const depthwise = fused.depthwiseConv2d;
-  fused.conv2d = route(conv2d, (a) => tf.conv2d(a.x as tf.Tensor4D, a.filter as tf.Tensor4D, a.strides, a.pad as 'same', a.dataFormat, a.dilations, a.dimRoundingMode));
+  fused.conv2d = route(conv2d, (a) => tf.conv2d(a.x as tf.Tensor4D, a.filter, a.strides, a.pad, a.dataFormat, a.dilations, a.dimRoundingMode));
   fused.depthwiseConv2d = route(depthwise, (a) =>
-    tf.depthwiseConv2d(a.x as tf.Tensor4D, a.filter as tf.Tensor4D, a.strides, a.pad as 'same', a.dataFormat, a.dilations, a.dimRoundingMode),
+    tf.depthwiseConv2d(a.x as tf.Tensor4D, a.filter, a.strides, a.pad, a.dataFormat, a.dilations, a.dimRoundingMode),
   );
 }

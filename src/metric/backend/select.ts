@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors.js';
 import { registerDilatedConvGradients } from './dilated-gradients.js';
@@ -46,9 +47,24 @@ async function importOptional(specifier: string): Promise<void> {
   await import(specifier);
 }
 
+/**
+ * @tensorflow/tfjs-node(-gpu) 4.22 call util.isNullOrUndefined, which Node 23 removed (the
+ * upstream fix, tensorflow/tfjs#8425, is unreleased). The CommonJS `util` object is mutable
+ * (the ESM namespace is not): put the function back before a binding loads.
+ */
+export function restoreUtilIsNullOrUndefined(): void {
+  const util = createRequire(import.meta.url)('util') as { isNullOrUndefined?: (value: unknown) => boolean };
+  util.isNullOrUndefined ??= (value) => value === null || value === undefined;
+}
+
+async function importBinding(specifier: string): Promise<void> {
+  restoreUtilIsNullOrUndefined();
+  await importOptional(specifier);
+}
+
 const CANDIDATES: Record<BackendName, Candidate> = {
-  'node-gpu': { tfName: 'tensorflow', load: () => importOptional('@tensorflow/tfjs-node-gpu') },
-  node: { tfName: 'tensorflow', load: () => importOptional('@tensorflow/tfjs-node') },
+  'node-gpu': { tfName: 'tensorflow', load: () => importBinding('@tensorflow/tfjs-node-gpu') },
+  node: { tfName: 'tensorflow', load: () => importBinding('@tensorflow/tfjs-node') },
   wasm: {
     tfName: 'wasm',
     load: async () => {
@@ -56,7 +72,7 @@ const CANDIDATES: Record<BackendName, Candidate> = {
       registerWasmGradientKernels();
     },
   },
-  cpu: { tfName: 'cpu', load: async () => undefined },
+  cpu: { tfName: 'cpu', load: () => Promise.resolve() },
 };
 
 export function parseBackendRequest(value: string, subject: string): BackendRequest {

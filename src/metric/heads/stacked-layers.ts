@@ -36,7 +36,7 @@ function activationOf(name: unknown): ((x: tf.Tensor) => tf.Tensor) | undefined 
 
 /** Broadcasts per-head channel parameters [G, C] against [G, k, ..., C] of rank `rank`. */
 function perHeadChannels(v: tf.Tensor, rank: number): tf.Tensor {
-  return v.reshape([v.shape[0]!, ...Array<number>(rank - 2).fill(1), v.shape[v.rank - 1]!]);
+  return v.reshape([v.shape[0], ...Array<number>(rank - 2).fill(1), v.shape[v.rank - 1]!]);
 }
 
 /** The tail of stacked Dense and convolutions: per-head bias on [G, ..., out], activation. */
@@ -126,7 +126,7 @@ interface Window {
 function patchExtractor(window: Window): { columns(x: tf.Tensor): tf.Tensor; dispose(): void } {
   const { kh, kw, cin } = window;
   const patches = kh * kw * cin;
-  const identity = tf.tidy(() => tf.eye(patches).reshape([kh, kw, cin, patches]) as tf.Tensor4D);
+  const identity = tf.tidy(() => tf.eye(patches).reshape<tf.Tensor4D>([kh, kw, cin, patches]));
   return {
     columns: (x) =>
       perSample(x, (m) =>
@@ -144,7 +144,7 @@ function patchConvOp(
   image: (x: tf.Tensor) => tf.Tensor,
   unimage: (y: tf.Tensor) => tf.Tensor,
 ): StackedOp {
-  const g0 = weights[0]!.shape[0]!;
+  const g0 = weights[0]!.shape[0];
   const cout = weights[0]!.shape[weights[0]!.rank - 1]!;
   const patches = window.kh * window.kw * window.cin;
   const kernel = tf.tidy(() => tf.variable(weights[0]!.reshape([g0, patches, cout])));
@@ -204,8 +204,8 @@ const conv1d: StackedLayer = {
 function stackedDepthwise(x: tf.Tensor, kernel: tf.Tensor, config: Config): tf.Tensor {
   const [g, k, h, w, c] = x.shape as [number, number, number, number, number];
   const [kh, kw, , m] = kernel.shape.slice(1) as [number, number, number, number];
-  const merged = x.transpose([1, 2, 3, 0, 4]).reshape([k, h, w, g * c]) as tf.Tensor4D;
-  const filter = kernel.transpose([1, 2, 0, 3, 4]).reshape([kh, kw, g * c, m]) as tf.Tensor4D;
+  const merged = x.transpose([1, 2, 3, 0, 4]).reshape<tf.Tensor4D>([k, h, w, g * c]);
+  const filter = kernel.transpose([1, 2, 0, 3, 4]).reshape<tf.Tensor4D>([kh, kw, g * c, m]);
   const strides = pair(config.strides) as [number, number];
   const dilations = pair(config.dilationRate) as [number, number];
   const y = tf.depthwiseConv2d(merged, filter, strides, config.padding as 'same' | 'valid', 'NHWC', dilations);
@@ -233,7 +233,7 @@ const separableConv2d: StackedLayer = {
   supports: depthwiseSupports,
   build(config, weights, activation) {
     const [depthwise, pointwise, bias] = weights.map((w, i) =>
-      tf.tidy(() => tf.variable(i === 1 ? w.reshape([w.shape[0]!, w.shape[3]!, w.shape[4]!]) : w)),
+      tf.tidy(() => tf.variable(i === 1 ? w.reshape([w.shape[0], w.shape[3]!, w.shape[4]!]) : w)),
     ) as [tf.Variable, tf.Variable, tf.Variable?];
     const act = activationOf(activation);
     return {
@@ -300,7 +300,7 @@ const batchNormalization: StackedLayer = {
 /** LayerNormalization over the last axis: per-sample statistics, per-head gamma and beta. */
 const layerNormalization: StackedLayer = {
   supports: (config, inputShape) => {
-    const axis = Array.isArray(config.axis) && config.axis.length === 1 ? config.axis[0] : config.axis;
+    const axis: unknown = Array.isArray(config.axis) && config.axis.length === 1 ? config.axis[0] : config.axis;
     return lastAxis(axis, inputShape.length);
   },
   build(config, weights) {

@@ -4,7 +4,7 @@ import { firstNonFinite } from '../dataset.js';
 
 /** Builds a LayersModel from in-memory artifacts (model.json + weights), with typed errors. */
 export async function loadModel(artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
-  const topology = artifacts.modelTopology as { node?: unknown } | ArrayBuffer | undefined;
+  const topology = artifacts.modelTopology;
   if (artifacts.format === 'graph-model' || (topology && 'node' in topology)) {
     throw new InvalidArgumentError(
       'graph models cannot be cut or trained; export the network as a Keras/TF.js LayersModel',

@@ -158,6 +158,7 @@ export class HeadWorkers {
     try {
       checkCancelled(signal);
       await this.all((i) => ({ type: 'begin', job: { depth, headsOptions, range: ranges[i]!, training: rest, train, heldOut } }), count, signal);
+      // eslint-disable-next-line @typescript-eslint/no-this-alias -- an async generator cannot be an arrow function; it needs the pool
       const pool = this;
       yield* frozenEpochs(depth, training, async function* (epoch) {
         const replies = await pool.all(() => ({ type: 'epoch', epoch }), count, signal);

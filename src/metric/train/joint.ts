@@ -68,11 +68,12 @@ export async function* trainJoint(
             if (training.lambda === 0) return lClass;
             const forget = heads.map((h, d) => forgetLoss(h.apply(kept.features![d]!, true), r, mask));
             kept.forget = forget.map((f) => tf.keep(f));
-            return lClass.add(tf.addN(forget).mul(training.lambda)) as tf.Scalar;
+            return lClass.add<tf.Scalar>(tf.addN(forget).mul(training.lambda));
           }, modelVars));
 
           const headResults = heads.map((h, d) => headsGradients(h, kept.features![d]!, r, mask));
-          const grads = Object.assign({}, model.grads, ...headResults.map((h) => h.grads));
+          const grads: tf.NamedTensorMap = {};
+          for (const g of [model.grads, ...headResults.map((h) => h.grads)]) Object.assign(grads, g);
           applyGradients(optimizer, grads, [...modelVars, ...headVars], training.weightDecay);
           tf.dispose(kept.features);
           return [kept.classLoss!, kept.correct!, ...headResults.flatMap((h, d) => [h.value, h.hits, kept.forget[d] ?? tf.scalar(0)])];

@@ -5,7 +5,7 @@ const EPSILON = 1e-7;
 
 /** The masked-in values' sum over `denominator`, by default their count. */
 function maskedMean(values: tf.Tensor, mask: tf.Tensor, denominator?: number): tf.Scalar {
-  return values.mul(mask).sum().div(denominator ?? mask.sum().maximum(1)) as tf.Scalar;
+  return values.mul(mask).sum().div<tf.Scalar>(denominator ?? mask.sum().maximum(1));
 }
 
 /** log q[r] per sample, from logits [..., n] and integer labels [...]. */
@@ -16,7 +16,7 @@ function logProbOfLabel(logits: tf.Tensor, labels: tf.Tensor): tf.Tensor {
 
 /** Number of masked-in samples whose arg-max equals the label. */
 export function correctCount(scores: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor): tf.Scalar {
-  return tf.equal(scores.argMax(-1), labels).toFloat().mul(mask).sum() as tf.Scalar;
+  return tf.equal(scores.argMax(-1), labels).toFloat().mul(mask).sum<tf.Scalar>();
 }
 
 /**

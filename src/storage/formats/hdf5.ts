@@ -136,7 +136,7 @@ export async function withHdf5<T>(bytes: Uint8Array, file: string, subject: stri
         }
         const meta = entity.metadata;
         const shape = entity.shape ?? [];
-        const storedType = typeName(meta, entity.attrs as Record<string, { value: unknown }>);
+        const storedType = typeName(meta, entity.attrs);
         const raw = entity.value;
         let values: Float32Array;
         if (storedType === 'float32' && raw instanceof Float32Array) {

@@ -281,7 +281,8 @@ export function encodeNpz(
   arrays: Readonly<Record<string, NumericArray>> | ReadonlyMap<string, NumericArray>,
   options: EncodeNpzOptions = {},
 ): Uint8Array {
-  const items = arrays instanceof Map ? [...arrays.entries()] : Object.entries(arrays as Record<string, NumericArray>);
+  const items: [string, NumericArray][] =
+    arrays instanceof Map ? [...(arrays as ReadonlyMap<string, NumericArray>).entries()] : Object.entries(arrays as Record<string, NumericArray>);
   return encodeZip(
     items.map(([key, array]) => {
       if (!key) throw new InvalidArgumentError('array names must be non-empty', 'arrays');

@@ -65,7 +65,7 @@ function instantiate(backend: WasmBackend): SimdContext | null {
   try {
     compiled ??= new wasmApi.Module(Buffer.from(SIMD_KERNELS_BASE64, 'base64'));
     const instance = new wasmApi.Instance(compiled, { env: { memory } });
-    const kernels = instance.exports as unknown as SimdKernels;
+    const kernels = instance.exports as SimdKernels;
     return {
       kernels,
       offset(info) {

@@ -49,7 +49,7 @@ export const FOLD: Record<string, Fold> = {
   Slice: (c, node) => {
     const v = c.constant(node.input[0]!, node);
     const data = c.ints(node.input[0]!, node);
-    const list = (i: number) => (node.input[i] ? (c.ints(node.input[i]!, node) as number[]) : undefined);
+    const list = (i: number) => (node.input[i] ? (c.ints(node.input[i], node) as number[]) : undefined);
     const starts = list(1)!;
     const axes = (list(3) ?? starts.map((_, i) => i)).map((ax) => (ax + v.dims.length) % v.dims.length);
     const steps = list(4) ?? starts.map(() => 1);

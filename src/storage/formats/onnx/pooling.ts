@@ -30,7 +30,7 @@ export function windowOf(node: NodeProto, a: Map<string, AttributeProto>, input:
   const [h, w] = [input.shape[2]!, input.shape[3]!];
   const strides = (intsAttr(a, 'strides') ?? [1, 1]) as [number, number];
   const dilations = (intsAttr(a, 'dilations') ?? [1, 1]) as [number, number];
-  let pads = (intsAttr(a, 'pads') ?? [0, 0, 0, 0]) as number[];
+  let pads = (intsAttr(a, 'pads') ?? [0, 0, 0, 0]);
   const autoPad = stringAttr(a, 'auto_pad', 'NOTSET');
   if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
     pads = [0, 0, 0, 0];
@@ -39,7 +39,7 @@ export function windowOf(node: NodeProto, a: Map<string, AttributeProto>, input:
       const total = Math.max((out - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1 - size, 0);
       const small = Math.floor(total / 2);
       pads[i] = autoPad === 'SAME_UPPER' ? small : total - small;
-      pads[i + 2] = total - pads[i]!;
+      pads[i + 2] = total - pads[i];
     });
   }
   const p = [pads[0]!, pads[1]!, pads[2]!, pads[3]!] as Window['pads'];

@@ -33,7 +33,7 @@ function halfToFloat(h: number): number {
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
-function fromRaw(type: number, bytes: Uint8Array, count: number, name: string): Float32Array | number[] {
+function fromRaw(type: TensorProto_DataType, bytes: Uint8Array, count: number, name: string): Float32Array | number[] {
   const view = aligned(bytes);
   const width: Partial<Record<number, number>> = {
     [TensorProto_DataType.FLOAT]: 4, [TensorProto_DataType.DOUBLE]: 8, [TensorProto_DataType.FLOAT16]: 2,
@@ -77,7 +77,7 @@ export async function tensorValues(t: TensorProto, read?: ExternalReader): Promi
   const name = t.name ?? '(unnamed)';
   const dims = t.dims.map(Number);
   const count = dims.reduce((a, b) => a * b, 1);
-  const type = t.dataType ?? TensorProto_DataType.UNDEFINED;
+  const type: TensorProto_DataType = t.dataType ?? TensorProto_DataType.UNDEFINED;
   if (t.dataLocation === TensorProto_DataLocation.EXTERNAL) {
     return { dims, values: fromRaw(type, await externalBytes(t, read, name), count, name) };
   }
