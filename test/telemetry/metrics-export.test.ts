@@ -1,63 +1,27 @@
 // Metrics exported as configured by OTEL_* variables only: OTLP to a receiver run by the test
 // (OTLP/HTTP JSON and protobuf on node:http), and the Prometheus scrape endpoint over HTTP.
-import { createServer, type Server as HttpServer } from 'node:http';
-import * as grpc from '@grpc/grpc-js';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Admission } from '../../src/server/admission.js';
 import { timed } from '../../src/storage/timed-store.js';
 import { MeasurementMetrics, recordRefusal, recordTakeover } from '../../src/telemetry/metrics.js';
 import { startTelemetry } from '../../src/telemetry/setup.js';
-
-interface Received {
-  path: string;
-  contentType: string;
-  body: Buffer;
-}
-
-const received: Received[] = [];
-const grpcReceived: Buffer[] = [];
-let http: HttpServer;
-let httpBase: string;
-let grpcServer: grpc.Server;
-let grpcBase: string;
+import { startOtlpReceivers, type OtlpReceivers, type Received } from '../support/otlp-receivers.js';
 
 const EXPORT_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
 
-beforeAll(async () => {
-  http = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ path: req.url ?? '', contentType: String(req.headers['content-type']), body: Buffer.concat(chunks) });
-      const json = String(req.headers['content-type']).includes('json');
-      res.writeHead(200, { 'content-type': json ? 'application/json' : 'application/x-protobuf' }).end(json ? '{}' : '');
-    });
-  });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  httpBase = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+let receivers: OtlpReceivers;
+let received: Received[];
+let grpcReceived: Buffer[];
+let httpBase: string;
+let grpcBase: string;
 
-  // An OTLP/gRPC receiver: the raw request bytes of MetricsService/Export.
-  grpcServer = new grpc.Server();
-  const raw = (b: Buffer) => b;
-  grpcServer.addService(
-    { export: { path: EXPORT_PATH, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } },
-    {
-      export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        grpcReceived.push(call.request);
-        callback(null, Buffer.alloc(0));
-      },
-    },
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  grpcBase = `http://127.0.0.1:${port}`;
+beforeAll(async () => {
+  receivers = await startOtlpReceivers(EXPORT_PATH);
+  ({ http: received, grpc: grpcReceived, httpBase, grpcBase } = receivers);
 });
-afterAll(async () => {
-  await new Promise<void>((resolve) => http.close(() => resolve()));
-  await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
-});
+afterAll(() => receivers.close());
 
 const OTEL_VARS = [
   'OTEL_SDK_DISABLED', 'OTEL_TRACES_EXPORTER', 'OTEL_METRICS_EXPORTER', 'OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL',

@@ -1,69 +1,28 @@
 // Real OTLP exports, configured only through OTEL_* variables, to receivers run by the test:
 // OTLP/HTTP (JSON and protobuf) on node:http and OTLP/gRPC on a grpc-js server.
 import { execFile } from 'node:child_process';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
 import { context, trace } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { MeasurementEvent } from '../../src/metric/types.js';
 import { startTelemetry } from '../../src/telemetry/setup.js';
+import { startOtlpReceivers, type OtlpReceivers, type Received } from '../support/otlp-receivers.js';
 import { MeasurementTracing, tracer, withSpan } from '../../src/telemetry/spans.js';
-
-interface Received {
-  path: string;
-  contentType: string;
-  body: Buffer;
-}
-
-const httpRequests: Received[] = [];
-const grpcRequests: Buffer[] = [];
-let http: HttpServer;
-let httpBase: string;
-let grpcServer: grpc.Server;
-let grpcBase: string;
 
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
-// Both receivers are up before any telemetry starts: grpc-js is not patched yet, so the
-// receiver's own handling of Export calls makes no spans.
+let receivers: OtlpReceivers;
+let httpRequests: Received[];
+let grpcRequests: Buffer[];
+let httpBase: string;
+let grpcBase: string;
+
 beforeAll(async () => {
-  http = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      httpRequests.push({ path: req.url ?? '', contentType: String(req.headers['content-type']), body: Buffer.concat(chunks) });
-      // An empty ExportTraceServiceResponse: {} in JSON, zero bytes in protobuf.
-      const json = String(req.headers['content-type']).includes('json');
-      res.writeHead(200, { 'content-type': json ? 'application/json' : 'application/x-protobuf' }).end(json ? '{}' : '');
-    });
-  });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  httpBase = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-
-  grpcServer = new grpc.Server();
-  const raw = (b: Buffer) => b;
-  grpcServer.addService(
-    { export: { path: EXPORT_PATH, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } },
-    {
-      export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        grpcRequests.push(call.request);
-        callback(null, Buffer.alloc(0));
-      },
-    },
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  grpcBase = `http://127.0.0.1:${port}`;
+  receivers = await startOtlpReceivers(EXPORT_PATH);
+  ({ http: httpRequests, grpc: grpcRequests, httpBase, grpcBase } = receivers);
 });
-
-afterAll(async () => {
-  await new Promise<void>((resolve) => http.close(() => resolve()));
-  await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
-});
+afterAll(() => receivers.close());
 
 const OTEL_VARS = [
   'OTEL_SDK_DISABLED', 'OTEL_TRACES_EXPORTER', 'OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL',
