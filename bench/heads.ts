@@ -27,7 +27,7 @@ const WARMUP = 2;
 const STEPS = 10;
 const LEARNING_RATE = 1e-3;
 
-interface Shape {
+export interface Shape {
   label: string;
   features: number;
   /** Widths of the top's hidden Dense layers (relu); the last layer is Dense(n). */
@@ -37,7 +37,7 @@ interface Shape {
   k: number;
 }
 
-const SHAPES: Shape[] = [
+export const SHAPES: Shape[] = [
   { label: 'fashion-cnn d = 2', features: 1568, hidden: [64], classes: 10, k: 26 },
   { label: 'conv-pool-conv-pool CNN d = 3', features: 1568, hidden: [64, 64], classes: 10, k: 13 },
   { label: 'C = 100, k = 16', features: 512, hidden: [256], classes: 100, k: 16 },
@@ -94,8 +94,16 @@ function stackedTrainer(cut: Cut, shape: Shape, data: Data) {
   return { step, dispose: () => (heads.dispose(), optimizer.dispose()) };
 }
 
+export interface BeforeAfter {
+  /** Median ms per step on TF.js's own kernels and on memometer's SIMD kernels. */
+  beforeMs: number;
+  afterMs: number;
+  /** Largest relative difference between the two runs' losses at the same step. */
+  worstLossDifference: number;
+}
+
 /** Before / after the SIMD kernels, steps alternating; the runs start from the same weights. */
-async function beforeAfter(shape: Shape): Promise<string[]> {
+export async function beforeAfter(shape: Shape): Promise<BeforeAfter> {
   const { model, cut } = topModel(shape);
   const data = seededData(shape);
   const [before, after] = [stackedTrainer(cut, shape, data), stackedTrainer(cut, shape, data)];
@@ -121,9 +129,12 @@ async function beforeAfter(shape: Shape): Promise<string[]> {
     after.dispose();
     model.dispose();
   }
-  const [b, a] = [median(times.before), median(times.after)];
+  return { beforeMs: median(times.before), afterMs: median(times.after), worstLossDifference: worst };
+}
+
+function beforeAfterRow(shape: Shape, { beforeMs: b, afterMs: a, worstLossDifference }: BeforeAfter): string[] {
   const samples = shape.classes * shape.k;
-  return [shape.label, describe(shape), num(b), num(a), ratio(b, a), num((samples * 1000) / b), num((samples * 1000) / a), worst.toExponential(1)];
+  return [shape.label, describe(shape), num(b), num(a), ratio(b, a), num((samples * 1000) / b), num((samples * 1000) / a), worstLossDifference.toExponential(1)];
 }
 
 /** One head as its own LayersModel: copies of the top's layers, the last resized to n logits. */
@@ -241,7 +252,7 @@ export const headsSection: Section = {
   async run() {
     await useBackend('wasm');
     const rows: string[][] = [];
-    for (const shape of SHAPES) rows.push(await beforeAfter(shape));
+    for (const shape of SHAPES) rows.push(beforeAfterRow(shape, await beforeAfter(shape)));
     printTable(
       'heads: ms per training step of the stacked heads (forward, backward, adam), before / after the SIMD kernels (wasm, one thread)',
       ['case', 'top (features -> ... -> n), heads, samples per head', 'before ms/step', 'after ms/step', 'speed-up', 'before samples/s', 'after samples/s', 'max relative loss difference'],

@@ -9,10 +9,11 @@ import * as tf from '@tensorflow/tfjs';
 import { backendSection } from './backend.js';
 import { cachingSection } from './caching.js';
 import { headsSection } from './heads.js';
+import { runtimeSection } from './runtime.js';
 import { throughputSection } from './throughput.js';
 import { num, type Section } from './util.js';
 
-const SECTIONS: Section[] = [backendSection, cachingSection, headsSection, throughputSection];
+const SECTIONS: Section[] = [backendSection, cachingSection, headsSection, throughputSection, runtimeSection];
 
 async function main(args: string[]): Promise<number> {
   const unknown = args.filter((a) => !SECTIONS.some((s) => s.name === a));

@@ -26,19 +26,19 @@ const RUN_ENV = 'MEMOMETER_BENCH_THROUGHPUT_RUN';
 /** A child's result line on stdout. */
 const RESULT_PREFIX = 'THROUGHPUT_RESULT ';
 
-interface Variant {
+export interface Variant {
   name: string;
   simd: 'on' | 'off';
   headWorkers: number;
 }
 
-const VARIANTS: Variant[] = [
+export const VARIANTS: Variant[] = [
   { name: 'TF.js kernels (before)', simd: 'off', headWorkers: 1 },
   { name: 'SIMD kernels, 1 thread', simd: 'on', headWorkers: 1 },
   { name: 'SIMD kernels, 2 head workers', simd: 'on', headWorkers: 2 },
 ];
 
-interface RunResult {
+export interface RunResult {
   variant: string;
   depths: number[];
   featureSeconds: number;
@@ -92,8 +92,8 @@ function wasmHeapBytes(): number {
   return backend.wasm?.HEAPU8?.byteLength ?? Number.NaN;
 }
 
-/** In a child process: one measurement at one depth with the variant's settings. */
-async function runOne(variant: Variant, depths: number[]): Promise<RunResult> {
+/** In a child process: one measurement at the given depths with the variant's settings. */
+export async function runOne(variant: Variant, depths: number[], epochs = EPOCHS): Promise<RunResult> {
   await useBackend('wasm');
   const model = await readLocalModel(MODEL);
   const { dataset, source } = await loadDataset();
@@ -102,7 +102,7 @@ async function runOne(variant: Variant, depths: number[]): Promise<RunResult> {
   let done: MeasurementResult | undefined;
   try {
     const options: Partial<MeasureOptions> = {
-      copyDepths: depths, epochs: EPOCHS, heads: 'per-class', numRandomLabels: 10, inputScaling: { scale: 1 / 255 },
+      copyDepths: depths, epochs, heads: 'per-class', numRandomLabels: 10, inputScaling: { scale: 1 / 255 },
       headWorkers: variant.headWorkers,
     };
     for await (const event of measure({ model, dataset }, options)) {
