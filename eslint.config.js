@@ -1,5 +1,6 @@
 // ESLint (flat config): typescript-eslint's type-checked recommended rules over src, test, bench and
 // scripts. `npm run lint:eslint`; `npm run lint` runs tsc and then this.
+import comments from '@eslint-community/eslint-plugin-eslint-comments/configs';
 import js from '@eslint/js';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
@@ -25,7 +26,9 @@ export default tseslint.config(
   },
   {
     files: ['{src,test,bench,scripts}/**/*.ts'],
-    extends: [js.configs.recommended, ...tseslint.configs.recommendedTypeChecked],
+    extends: [js.configs.recommended, ...tseslint.configs.recommendedTypeChecked, comments.recommended],
+    // A disable comment that silences nothing is an error, so stale ones cannot pile up.
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
     languageOptions: {
       globals: globals.node,
       parserOptions: {
@@ -40,6 +43,9 @@ export default tseslint.config(
       '@typescript-eslint/restrict-template-expressions': ['error', { allowArray: true }],
       // `const { omitted: _, ...rest } = x` drops a property on purpose.
       '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true }],
+      // Every `eslint-disable` names its rule(s) and says why after `--`.
+      '@eslint-community/eslint-comments/require-description': 'error',
+      '@eslint-community/eslint-comments/no-unlimited-disable': 'error',
     },
   },
   {
@@ -53,7 +59,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/deploy/k8s.test.ts', 'test/deploy/kustomize.test.ts'],
+    files: ['test/deploy/k8s.test.ts', 'test/deploy/kustomize.test.ts', 'test/deploy/keda.test.ts'],
     rules: {
       // These walk rendered Kubernetes YAML through `Record<string, any>` paths; a wrong path fails the expectation.
       '@typescript-eslint/no-explicit-any': 'off',

@@ -17,7 +17,7 @@ import { loadServerConfig, SERVER_DEFAULTS, SERVER_ENV, type ServerConfig } from
 import { SERVICE_NAME } from '../../src/server/server.js';
 import { parseS3Uri, s3ConfigFromEnv, type S3Config } from '../../src/storage/s3-config.js';
 import { checkFieldNames, hasModel, modelModule } from './field-names.js';
-import { isObject, objectId, type Json, type JsonObject, type K8sObject } from './kustomize.js';
+import { arr, isObject, obj, objectId, str, text, type Json, type JsonObject, type K8sObject } from './kustomize.js';
 
 const require = createRequire(import.meta.url);
 
@@ -136,9 +136,6 @@ export function envReadByServer(root: string): Map<string, string> {
 // ---- small helpers -------------------------------------------------------------------------------
 
 type Obj = JsonObject;
-const obj = (v: Json | undefined): Obj => (isObject(v) ? v : {});
-const arr = (v: Json | undefined): Json[] => (Array.isArray(v) ? v : []);
-const str = (v: Json | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 const num = (v: Json | undefined): number | undefined => (typeof v === 'number' ? v : undefined);
 const labelsOf = (v: Json | undefined): Record<string, string> => obj(v) as Record<string, string>;
 
@@ -244,7 +241,7 @@ export function checkLabels(objects: K8sObject[]): Finding[] {
     if (o.kind === 'HorizontalPodAutoscaler') {
       const ref = obj(obj(o.spec).scaleTargetRef);
       if (!objects.some((t) => t.kind === ref.kind && t.metadata.name === ref.name)) {
-        add(o, 'spec.scaleTargetRef', `targets ${String(ref.kind)}/${String(ref.name)}, which is not in this overlay`);
+        add(o, 'spec.scaleTargetRef', `targets ${text(ref.kind)}/${text(ref.name)}, which is not in this overlay`);
       }
     }
   }
@@ -263,7 +260,7 @@ export function checkPodSecurity(objects: K8sObject[]): Finding[] {
     if (spec.automountServiceAccountToken !== false && !(spec.automountServiceAccountToken === undefined && sa?.automountServiceAccountToken === false)) {
       add('automountServiceAccountToken', 'must be false (the pods call no Kubernetes API)');
     }
-    if (str(spec.serviceAccountName) && !sa) add('serviceAccountName', `ServiceAccount ${String(spec.serviceAccountName)} is not in this overlay`);
+    if (str(spec.serviceAccountName) && !sa) add('serviceAccountName', `ServiceAccount ${text(spec.serviceAccountName)} is not in this overlay`);
     if (spec.hostNetwork === true || spec.hostPID === true || spec.hostIPC === true) add('', 'must not use host namespaces');
     const containers = [...arr(spec.initContainers), ...arr(spec.containers)].map(obj);
     containers.forEach((c, i) => {
@@ -323,7 +320,7 @@ function resolveEnv(container: Obj, objects: K8sObject[], add: (p: string, m: st
       const cm = find('ConfigMap', cmName);
       if (!cm) return add(`envFrom[${i}]`, `ConfigMap ${cmName} is not in this overlay`);
       for (const [k, v] of Object.entries(obj(cm.data))) {
-        env[k] = String(v);
+        env[k] = text(v);
         sources.set(k, `ConfigMap ${cmName}`);
       }
     } else if (secretName !== undefined) {
@@ -340,7 +337,7 @@ function resolveEnv(container: Obj, objects: K8sObject[], add: (p: string, m: st
     const name = str(e.name) ?? '';
     const from = obj(e.valueFrom);
     if (e.value !== undefined) {
-      env[name] = expand(String(e.value));
+      env[name] = expand(text(e.value));
       sources.set(name, 'env value');
     } else if (from.secretKeyRef !== undefined) {
       const ref = obj(from.secretKeyRef);
@@ -356,9 +353,9 @@ function resolveEnv(container: Obj, objects: K8sObject[], add: (p: string, m: st
       const ref = obj(from.configMapKeyRef);
       const cm = find('ConfigMap', str(ref.name));
       const value = cm ? obj(cm.data)[str(ref.key) ?? ''] : undefined;
-      if (value === undefined) add(`env[${i}].valueFrom.configMapKeyRef`, `ConfigMap ${String(ref.name)} key ${String(ref.key)} is not in this overlay`);
-      env[name] = String(value ?? '');
-      sources.set(name, `ConfigMap ${String(ref.name)} key ${String(ref.key)}`);
+      if (value === undefined) add(`env[${i}].valueFrom.configMapKeyRef`, `ConfigMap ${text(ref.name)} key ${text(ref.key)} is not in this overlay`);
+      env[name] = text(value);
+      sources.set(name, `ConfigMap ${text(ref.name)} key ${text(ref.key)}`);
     } else if (from.fieldRef !== undefined || from.resourceFieldRef !== undefined) {
       env[name] = `<${str(obj(from.fieldRef).fieldPath) ?? str(obj(from.resourceFieldRef).resource) ?? name}>`;
       sources.set(name, 'pod field');
@@ -461,7 +458,7 @@ export function checkServer(objects: K8sObject[], root: string): { findings: Fin
   const ports = arr(container.ports).map(obj);
   const grpcPort = ports.find((p) => p.name === 'grpc');
   if (!grpcPort) add(cp('.ports'), "no container port named 'grpc'", 'probes');
-  else if (grpcPort.containerPort !== port) add(cp('.ports'), `port grpc is ${String(grpcPort.containerPort)}, the server listens on ${port} (${SERVER_ENV.port})`, 'probes');
+  else if (grpcPort.containerPort !== port) add(cp('.ports'), `port grpc is ${text(grpcPort.containerPort)}, the server listens on ${port} (${SERVER_ENV.port})`, 'probes');
   for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
     const p = obj(container[probe]);
     if (!isObject(container[probe])) {
@@ -471,7 +468,7 @@ export function checkServer(objects: K8sObject[], root: string): { findings: Fin
     const grpc = obj(p.grpc);
     if (!isObject(p.grpc)) add(cp(`.${probe}`), 'must be a native gRPC probe (grpc: {port, service}) on the grpc.health.v1 service', 'probes');
     else {
-      if (grpc.port !== port) add(cp(`.${probe}.grpc.port`), `is ${String(grpc.port)}, the server listens on ${port}`, 'probes');
+      if (grpc.port !== port) add(cp(`.${probe}.grpc.port`), `is ${text(grpc.port)}, the server listens on ${port}`, 'probes');
       if (grpc.service !== SERVICE_NAME) add(cp(`.${probe}.grpc.service`), `is ${JSON.stringify(grpc.service ?? '')}, the server's health service is '${SERVICE_NAME}' (SERVICE_NAME in src/server/server.ts)`, 'probes');
     }
   }

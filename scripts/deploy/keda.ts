@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Finding } from './k8s-checks.js';
-import { isObject, objectId, type Json, type JsonObject, type K8sObject } from './kustomize.js';
+import { arr, isObject, obj, objectId, text, type Json, type JsonObject, type K8sObject } from './kustomize.js';
 
 export const SCALED_OBJECT_API = 'keda.sh/v1alpha1';
 export const SCHEMA_PATH = 'deploy/k8s/schemas/keda-scaledobject.schema.json';
@@ -74,10 +74,6 @@ export function validateSchema(value: Json, schema: Schema, root: Schema = schem
   return out;
 }
 
-const obj = (v: Json | undefined): JsonObject => (isObject(v) ? v : {});
-const arr = (v: Json | undefined): Json[] => (Array.isArray(v) ? v : []);
-/** A scalar as text ('' for objects, arrays and null). */
-const text = (v: Json | undefined): string => (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : '');
 
 export const isScaledObject = (o: K8sObject) => o.kind === 'ScaledObject' && o.apiVersion === SCALED_OBJECT_API;
 

@@ -67,6 +67,13 @@ const LEGACY_LAST = ['MutatingWebhookConfiguration', 'ValidatingWebhookConfigura
 
 export const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+// Reading parsed YAML without casts: a missing or mistyped field reads as empty, and checks report it.
+export const obj = (v: Json | undefined): JsonObject => (isObject(v) ? v : {});
+export const arr = (v: Json | undefined): Json[] => (Array.isArray(v) ? v : []);
+export const str = (v: Json | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+/** A value as text for messages and env values: scalars as written, maps and lists as JSON, absent or null as ''. */
+export const text = (v: Json | undefined): string => (v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+
 /** "Deployment/memometer" or "Deployment/ns/memometer": how objects are named in messages. */
 export function objectId(o: { kind: string; metadata: { name: string; namespace?: string } }): string {
   return o.metadata.namespace ? `${o.kind}/${o.metadata.namespace}/${o.metadata.name}` : `${o.kind}/${o.metadata.name}`;
@@ -114,7 +121,7 @@ function readKustomization(dir: string): JsonObject {
   const [doc, ...more] = parseYamlDocuments(readFileSync(file, 'utf8'), file);
   if (!isObject(doc) || more.length) throw new KustomizeError(`${file}: must hold one mapping`);
   if (doc.apiVersion !== undefined && doc.apiVersion !== 'kustomize.config.k8s.io/v1beta1') {
-    throw new KustomizeError(`${file}: apiVersion ${String(doc.apiVersion)} is not supported`);
+    throw new KustomizeError(`${file}: apiVersion ${text(doc.apiVersion)} is not supported`);
   }
   if (doc.kind !== undefined && doc.kind !== 'Kustomization') throw new KustomizeError(`${file}: kind must be Kustomization`);
   for (const key of Object.keys(doc)) {
@@ -250,9 +257,9 @@ function applyPatches(objects: K8sObject[], kustomization: JsonObject, dir: stri
     const what = `${dir}: patches[${i}]`;
     only(entry, ['path', 'patch', 'target'], what);
     if ((entry.path === undefined) === (entry.patch === undefined)) throw new KustomizeError(`${what}: give exactly one of path and patch`);
-    const text = typeof entry.path === 'string' ? readFileSync(path.join(dir, entry.path), 'utf8') : String(entry.patch);
+    const patchText = typeof entry.path === 'string' ? readFileSync(path.join(dir, entry.path), 'utf8') : text(entry.patch);
     const source = typeof entry.path === 'string' ? path.join(dir, entry.path) : what;
-    const docs = parseYamlDocuments(text, source);
+    const docs = parseYamlDocuments(patchText, source);
     if (docs.length !== 1 || !isObject(docs[0])) throw new KustomizeError(`${source}: a patch must be one mapping`);
     const patch = docs[0];
     if (typeof patch.op === 'string' || Array.isArray(docs[0])) throw new KustomizeError(`${source}: JSON 6902 patches are not supported`);

@@ -37,7 +37,9 @@ const COMPARED_OPTIONS = [
   'weightDecay', 'lambda', 'labelSmoothing', 'reinitialize', 'seeds', 'maxSamples', 'heldOutFraction',
 ] as const satisfies readonly (keyof MeasureOptions)[];
 
-const show = (value: unknown): string =>
+type Setting = string | number | boolean | readonly (string | number)[] | undefined;
+
+const show = (value: Setting): string =>
   value === undefined || (Array.isArray(value) && value.length === 0) ? 'unset' : Array.isArray(value) ? value.join(',') : String(value);
 
 /** The settings of a request as [field, value] pairs, defaults applied. */

@@ -99,7 +99,7 @@ function baselineSection(r: MeasurementResult, baseline?: ReportFile): string {
 function settingsTable(report: ReportFile): string {
   const r = report.result;
   const given = Object.entries(MeasureMemorizationRequest.toJSON(report.request) as Record<string, unknown>)
-    .map(([key, value]) => [escapeHtml(key), `<code>${escapeHtml(Array.isArray(value) ? value.join(', ') : typeof value === 'object' ? JSON.stringify(value) : String(value))}</code>`]);
+    .map(([key, value]) => [escapeHtml(key), `<code>${escapeHtml(Array.isArray(value) ? value.join(', ') : typeof value === 'string' ? value : JSON.stringify(value))}</code>`]);
   const effective = [
     ['mode (effective)', nameOf(MODES, r.mode)],
     ['head sharing (effective)', nameOf(SHARINGS, r.headSharing)],

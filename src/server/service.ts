@@ -55,7 +55,7 @@ function finish(call: Stream, m: Measurement): void {
     return;
   }
   const code = status[(m.error?.code ?? 'UNKNOWN') as keyof typeof status] ?? status.UNKNOWN;
-  call.emit('error', toServiceError({ code: code as status, codeName: m.error?.code ?? 'UNKNOWN', message: m.error?.message ?? '' }));
+  call.emit('error', toServiceError({ code, codeName: m.error?.code ?? 'UNKNOWN', message: m.error?.message ?? '' }));
 }
 
 /**

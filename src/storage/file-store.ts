@@ -4,8 +4,7 @@ import * as path from 'node:path';
 
 import { clip, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { errorCode, fsError, isAbsent, type FsOperation } from './fs-errors.js';
-// eslint-disable-next-line @typescript-eslint/no-unused-vars -- ObjectStore is named by the {@link} below (tsc counts that; ESLint does not)
-import { checkKey, checkPrefix, type ObjectStore, type StateStore } from './store.js';
+import { checkKey, checkPrefix, type StateStore } from './store.js';
 
 /** Marks in-flight temp files of {@link FileStore.put}; `list` never returns them. */
 const TEMP_MARK = '.memometer-tmp-';
@@ -14,8 +13,8 @@ const TEMP_MARK = '.memometer-tmp-';
 const MAX_LIST_DEPTH = 64;
 
 /**
- * An {@link ObjectStore} over a directory of the local file system: key `a/b.npz` is the file
- * `<root>/a/b.npz`. `put` creates missing directories and is atomic (it writes a temp file in the
+ * A {@link StateStore} (an object store with create-if-absent writes) over a directory of the
+ * local file system: key `a/b.npz` is the file `<root>/a/b.npz`. `put` creates missing directories and is atomic (it writes a temp file in the
  * target directory, then renames it over the target).
  */
 export class FileStore implements StateStore {

@@ -15,8 +15,7 @@ import {
 } from '../errors.js';
 import { errorCode } from './fs-errors.js';
 import { isValidBucketName } from './s3-config.js';
-// eslint-disable-next-line @typescript-eslint/no-unused-vars -- ObjectStore is named by the {@link} below (tsc counts that; ESLint does not)
-import { checkKey, checkPrefix, isValidKey, type ObjectStore, type StateStore } from './store.js';
+import { checkKey, checkPrefix, isValidKey, type StateStore } from './store.js';
 
 export interface S3StoreOptions {
   /**
@@ -124,8 +123,8 @@ async function readAll(stream: Readable): Promise<Uint8Array> {
 }
 
 /**
- * An {@link ObjectStore} over one S3 bucket (through a minio client; see `createS3Client` in
- * s3-config.ts), optionally under a key prefix. Keys follow the same rules as FileStore's. `put`
+ * A {@link StateStore} (an object store with create-if-absent writes) over one S3 bucket (through
+ * a minio client; see `createS3Client` in s3-config.ts), optionally under a key prefix. Keys follow the same rules as FileStore's. `put`
  * is one PUT up to the client's part size (64 MiB by default) and a multipart upload above it;
  * either way readers see the old object or the new one, never a part.
  *

@@ -1,5 +1,3 @@
-/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument --
-   like test/deploy/k8s.test.ts (exempted in eslint.config.js): walks rendered YAML through Record<string, any> paths. */
 /**
  * The KEDA ScaledObject that autoscales the server on its queue depth: valid against the CRD
  * schema subset in deploy/k8s/schemas, scaling on the right metrics, turned into the HPA KEDA

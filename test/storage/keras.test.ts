@@ -207,6 +207,21 @@ describe('broken Keras files', () => {
     expect(error.message).toMatch(/unsupported Bidirectional setting in layer bidirectional: its backward_layer is not the forward LSTM with go_backwards flipped/);
   });
 
+  it('a config whose layers are missing or not layer objects', async () => {
+    const withConfig = (change: (config: { class_name: string; config: { layers: unknown } }) => void) => {
+      const entries = unzip('seq_cnn.keras');
+      const config = JSON.parse(new TextDecoder().decode(entries['config.json'])) as { class_name: string; config: { layers: unknown } };
+      change(config);
+      entries['config.json'] = new TextEncoder().encode(JSON.stringify(config));
+      return readKerasModel(zip(entries), 'm.keras');
+    };
+    expect((await rejection(withConfig((c) => (c.config.layers = 'none')))).message).toMatch(/the Sequential config has no layers list/);
+    const notALayer = await rejection(withConfig((c) => ((c.config.layers as unknown[])[1] = 42)));
+    expect(notALayer.message).toMatch(/layer 1 of Sequential is not a \{class_name, config\} object/);
+    const oddClass = await rejection(withConfig((c) => ((c as { class_name: unknown }).class_name = { a: 1 })));
+    expect(oddClass.message).toMatch(/has no class_name/);
+  });
+
   it('a subclassed model', async () => {
     const entries = unzip('seq_cnn.keras');
     entries['config.json'] = new TextEncoder().encode(JSON.stringify({ module: 'my', class_name: 'MyModel', config: {}, registered_name: 'my>MyModel' }));

@@ -117,7 +117,7 @@ describe('OTLP export configured from OTEL_* variables', () => {
     expect(httpRequests.every((r) => r.path === '/custom/traces' && r.contentType === 'application/x-protobuf')).toBe(true);
     // Protobuf carries strings as raw UTF-8: the names are in the bytes, JSON is not.
     const body = Buffer.concat(httpRequests.map((r) => r.body));
-    expect(() => JSON.parse(body.toString())).toThrow();
+    expect(() => JSON.parse(body.toString()) as unknown).toThrow();
     for (const name of [...SPAN_NAMES, 'memometer-otlp-proto', 'memometer.copy_depth', 'otlp-1']) expect(body.includes(name)).toBe(true);
   });
 

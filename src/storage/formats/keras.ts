@@ -32,6 +32,9 @@ type JsonObject = { [key: string]: Json };
 
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** A layer's or model's class_name for messages (as JSON when the file has something else there). */
+const classNameOf = (o: JsonObject): string => (typeof o['class_name'] === 'string' ? o['class_name'] : JSON.stringify(o['class_name'] ?? null));
+
 function fail(message: string, cause?: unknown): never {
   throw new InvalidArgumentError(message, SUBJECT, cause === undefined ? undefined : { cause });
 }
@@ -130,9 +133,9 @@ const MODEL_CLASSES = new Set(['Sequential', 'Functional', 'Model']);
 function layerList(model: JsonObject): JsonObject[] {
   const config = model['config'];
   const layers = Array.isArray(config) ? config : isObject(config) ? config['layers'] : undefined;
-  if (!Array.isArray(layers)) fail(`the ${String(model['class_name'])} config has no layers list`);
+  if (!Array.isArray(layers)) fail(`the ${classNameOf(model)} config has no layers list`);
   return layers.map((l, i) => {
-    if (!isObject(l) || typeof l['class_name'] !== 'string') fail(`layer ${i} of ${String(model['class_name'])} is not a {class_name, config} object`);
+    if (!isObject(l) || typeof l['class_name'] !== 'string') fail(`layer ${i} of ${classNameOf(model)} is not a {class_name, config} object`);
     return l;
   });
 }
@@ -141,7 +144,7 @@ function layerName(layer: JsonObject): string {
   const config = layer['config'];
   const fromConfig = isObject(config) ? config['name'] : undefined;
   const n = typeof layer['name'] === 'string' ? layer['name'] : fromConfig;
-  return typeof n === 'string' ? n : String(layer['class_name']);
+  return typeof n === 'string' ? n : classNameOf(layer);
 }
 
 /**
