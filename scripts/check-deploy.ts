@@ -33,7 +33,7 @@ function envTable(report: ServerEnvReport): string {
   return rows.join('\n');
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const { values } = parseArgs({
     options: { overlay: { type: 'string', multiple: true }, print: { type: 'string' }, 'no-kubectl': { type: 'boolean' } },
     strict: true,
@@ -49,7 +49,7 @@ function main(): number {
     const dir = path.join(OVERLAYS, name);
     const objects = renderKustomization(dir);
     // KEDA ScaledObjects: checked against the CRD schema, then as the HPA KEDA makes of them.
-    const { findings, report } = checkOverlay(asKedaHpas(objects), ROOT);
+    const { findings, report } = await checkOverlay(asKedaHpas(objects), ROOT);
     const lines = [...checkScaledObjects(objects, ROOT), ...findings].map(formatFinding);
     if (kubectl) {
       const theirs = kubectlKustomize(dir);
@@ -73,7 +73,7 @@ function main(): number {
 }
 
 try {
-  process.exitCode = main();
+  process.exitCode = await main();
 } catch (error) {
   process.stderr.write(`check:deploy: ${(error as Error).message}\n`);
   process.exitCode = 2;

@@ -7,13 +7,12 @@
  * TypeScript's excess-property check rejects every unknown field, at any depth, and reports
  * wrong types and enum values too.
  */
-import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import ts from 'typescript';
 import type { K8sObject } from './kustomize.js';
 import { objectId } from './kustomize.js';
-
-const require = createRequire(import.meta.url);
 
 export interface FieldFinding {
   object: string;
@@ -23,18 +22,34 @@ export interface FieldFinding {
 }
 
 /** The kubernetes-models module of a kind: apps/v1 Deployment -> kubernetes-models/apps/v1/Deployment. */
-export function modelModule(apiVersion: string, kind: string): string {
+function modelModule(apiVersion: string, kind: string): string {
   return `kubernetes-models/${apiVersion}/${kind}`;
 }
 
-/** Whether kubernetes-models has a model for the kind (it knows the built-in API groups). */
-export function hasModel(apiVersion: string, kind: string): boolean {
+/** The file of a kind's kubernetes-models module, or undefined when it has none (it knows the built-in API groups). */
+function modelFile(apiVersion: string, kind: string): string | undefined {
+  let url: string;
   try {
-    require.resolve(modelModule(apiVersion, kind));
-    return true;
+    url = import.meta.resolve(modelModule(apiVersion, kind));
   } catch {
-    return false;
+    return undefined; // an API group the package does not export
   }
+  // The package's exports map every name under a group version to a file, existing or not.
+  const file = fileURLToPath(url);
+  return existsSync(file) ? file : undefined;
+}
+
+/** Whether kubernetes-models has a model for the kind. */
+export function hasModel(apiVersion: string, kind: string): boolean {
+  return modelFile(apiVersion, kind) !== undefined;
+}
+
+export type ModelClass = new (data: unknown) => { validate(): void };
+
+/** The model class of a kind, or undefined (kubernetes-models 5 is ES modules only: imported). */
+export async function modelClass(apiVersion: string, kind: string): Promise<ModelClass | undefined> {
+  const file = modelFile(apiVersion, kind);
+  return file === undefined ? undefined : ((await import(pathToFileURL(file).href)) as Record<string, ModelClass | undefined>)[kind];
 }
 
 function pathAt(sf: ts.SourceFile, pos: number): { index: number; path: string } {

@@ -10,16 +10,13 @@
  * there that the manifests do not follow fails `npm run check:deploy` and `npm test`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { BACKEND_ENV, parseBackendRequest } from '../../src/metric/backend/select.js';
 import { loadServerConfig, SERVER_DEFAULTS, SERVER_ENV, type ServerConfig } from '../../src/server/config.js';
 import { SERVICE_NAME } from '../../src/server/server.js';
 import { parseS3Uri, s3ConfigFromEnv, type S3Config } from '../../src/storage/s3-config.js';
-import { checkFieldNames, hasModel, modelModule } from './field-names.js';
+import { checkFieldNames, modelClass } from './field-names.js';
 import { arr, isObject, obj, objectId, str, text, type Json, type JsonObject, type K8sObject } from './kustomize.js';
-
-const require = createRequire(import.meta.url);
 
 export interface Finding {
   check: string;
@@ -180,15 +177,14 @@ function labelProblems(labels: Record<string, string>): string[] {
 // ---- schema ----------------------------------------------------------------------------------------
 
 /** kubernetes-models validate(): types, formats, enums and required fields of every object. */
-export function checkSchemas(objects: K8sObject[]): Finding[] {
+export async function checkSchemas(objects: K8sObject[]): Promise<Finding[]> {
   const findings: Finding[] = [];
   for (const o of objects) {
-    if (!hasModel(o.apiVersion, o.kind)) {
+    const Model = await modelClass(o.apiVersion, o.kind);
+    if (!Model) {
       findings.push({ check: 'schema', object: objectId(o), message: `unknown apiVersion/kind ${o.apiVersion} ${o.kind}` });
       continue;
     }
-    const mod = require(modelModule(o.apiVersion, o.kind)) as Record<string, new (data: unknown) => { validate(): void }>;
-    const Model = mod[o.kind]!;
     try {
       new Model(structuredClone(o)).validate();
     } catch (error) {
@@ -557,11 +553,11 @@ export interface OverlayResult {
 }
 
 /** All checks on one rendered overlay. `root` is the repository root. */
-export function checkOverlay(objects: K8sObject[], root: string): OverlayResult {
+export async function checkOverlay(objects: K8sObject[], root: string): Promise<OverlayResult> {
   const fields = checkFieldNames(objects, root).map((f) => ({ check: 'fields', ...f }));
   const server = checkServer(objects, root);
   const findings = [
-    ...checkSchemas(objects),
+    ...(await checkSchemas(objects)),
     ...fields,
     ...checkNamespaces(objects),
     ...checkLabels(objects),

@@ -41,8 +41,8 @@ describe.each(['gpu', 'dev'])('overlay %s', (overlay) => {
     objects = render(overlay);
   });
 
-  it('passes every check', () => {
-    const { findings } = checkOverlay(objects, ROOT);
+  it('passes every check', async () => {
+    const { findings } = await checkOverlay(objects, ROOT);
     expect(summary(findings)).toBe('');
     expect(summary(checkScaledObjects(renderKustomization(path.join(OVERLAYS, overlay)), ROOT))).toBe('');
   });
@@ -129,15 +129,15 @@ describe('the environment the server reads', () => {
 });
 
 /** Renders the gpu overlay, lets `mutate` break it, and returns the findings. */
-function broken(mutate: (objects: K8sObject[]) => void): string {
+async function broken(mutate: (objects: K8sObject[]) => void): Promise<string> {
   const objects = render('gpu');
   mutate(objects);
-  return summary(checkOverlay(objects, ROOT).findings);
+  return summary((await checkOverlay(objects, ROOT)).findings);
 }
 
 describe('deliberately broken manifests are caught', () => {
-  it('a misspelled field, at any depth (kubernetes-models alone would accept it)', () => {
-    const out = broken((o) => {
+  it('a misspelled field, at any depth (kubernetes-models alone would accept it)', async () => {
+    const out = await broken((o) => {
       const c = server(o);
       c.readinesProbe = c.readinessProbe;
       delete c.readinessProbe;
@@ -148,15 +148,25 @@ describe('deliberately broken manifests are caught', () => {
     expect(out).toMatch(/\[probes\] .*readinessProbe: missing/);
   });
 
-  it('a wrong type (schema)', () => {
-    const out = broken((o) => {
+  it('a kind kubernetes-models has no model for: a misspelled kind, an API group it does not export', async () => {
+    const out = await broken((o) => {
+      find(o, 'PodDisruptionBudget').kind = 'PodDisruptionBudgett';
+      find(o, 'Service').apiVersion = 'example.com/v1';
+    });
+    expect(out).toMatch(/\[schema\] PodDisruptionBudgett\/memometer\/memometer: unknown apiVersion\/kind policy\/v1 PodDisruptionBudgett/);
+    expect(out).toMatch(/\[fields\] PodDisruptionBudgett\/memometer\/memometer kind: no Kubernetes model for policy\/v1 PodDisruptionBudgett/);
+    expect(out).toMatch(/\[schema\] Service\/memometer\/memometer: unknown apiVersion\/kind example\.com\/v1 Service/);
+  });
+
+  it('a wrong type (schema)', async () => {
+    const out = await broken((o) => {
       server(o).ports[0].containerPort = '50051';
     });
     expect(out).toMatch(/\[schema\] Deployment\/memometer\/memometer spec\.template\.spec\.containers\.0\.ports\.0\.containerPort: must be integer/);
   });
 
-  it('a missing label', () => {
-    const out = broken((o) => {
+  it('a missing label', async () => {
+    const out = await broken((o) => {
       delete find(o, 'Service').metadata.labels['app.kubernetes.io/component'];
       delete find(o, 'Deployment').spec.template.metadata.labels['app.kubernetes.io/part-of'];
     });
@@ -164,8 +174,8 @@ describe('deliberately broken manifests are caught', () => {
     expect(out).toMatch(/\[labels\] Deployment\/memometer\/memometer spec\.template\.metadata\.labels: missing label app\.kubernetes\.io\/part-of/);
   });
 
-  it('a probe on the wrong health service or port, or not a gRPC probe', () => {
-    const out = broken((o) => {
+  it('a probe on the wrong health service or port, or not a gRPC probe', async () => {
+    const out = await broken((o) => {
       const c = server(o);
       c.readinessProbe.grpc.service = 'memometer.v1.Memorization';
       c.livenessProbe.grpc.port = 8080;
@@ -176,15 +186,15 @@ describe('deliberately broken manifests are caught', () => {
     expect(out).toMatch(/startupProbe: must be a native gRPC probe/);
   });
 
-  it('a grace period the server would outlast', () => {
-    const out = broken((o) => {
+  it('a grace period the server would outlast', async () => {
+    const out = await broken((o) => {
       find(o, 'Deployment').spec.template.spec.terminationGracePeriodSeconds = 300;
     });
     expect(out).toMatch(/\[shutdown\] .*terminationGracePeriodSeconds: is 300; it must be at least MEMOMETER_SHUTDOWN_GRACE_SECONDS \(300\) \+ 15 s/);
   });
 
-  it('missing, misspelled and invalid settings', () => {
-    const out = broken((o) => {
+  it('missing, misspelled and invalid settings', async () => {
+    const out = await broken((o) => {
       const data = configData(o);
       delete data[SERVER_ENV.stateUri];
       data.MEMOMETER_MAX_CONCURENT = '2';
@@ -197,30 +207,30 @@ describe('deliberately broken manifests are caught', () => {
     expect(out).toMatch(/the S3 settings are rejected: S3_ENDPOINT: the endpoint must be host\[:port\] without a path/);
   });
 
-  it('a secret reference to a key the dev Secret lacks', () => {
+  it('a secret reference to a key the dev Secret lacks', async () => {
     const objects = render('dev');
     delete find(objects, 'Secret', 'memometer-credentials').stringData.MEMOMETER_API_TOKEN;
-    expect(summary(checkOverlay(objects, ROOT).findings)).toMatch(/Secret memometer-credentials has no key MEMOMETER_API_TOKEN/);
+    expect(summary((await checkOverlay(objects, ROOT)).findings)).toMatch(/Secret memometer-credentials has no key MEMOMETER_API_TOKEN/);
   });
 
-  it('GPU settings that do not match the backend', () => {
-    const noGpu = broken((o) => {
+  it('GPU settings that do not match the backend', async () => {
+    const noGpu = await broken((o) => {
       delete server(o).resources.limits['nvidia.com/gpu'];
       configData(o)[SERVER_ENV.maxConcurrent] = '1';
     });
     expect(noGpu).toMatch(/\[gpu\] .*MEMOMETER_BACKEND=node-gpu needs nvidia\.com\/gpu in limits/);
-    const wasted = broken((o) => {
+    const wasted = await broken((o) => {
       configData(o)[BACKEND_ENV] = 'wasm';
     });
     expect(wasted).toMatch(/asks for 1 GPU\(s\) but MEMOMETER_BACKEND is 'wasm'/);
-    const shared = broken((o) => {
+    const shared = await broken((o) => {
       configData(o)[SERVER_ENV.maxConcurrent] = '2';
     });
     expect(shared).toMatch(/MEMOMETER_MAX_CONCURRENT=2 measurements would share 1 GPU/);
   });
 
-  it('a weakened security context, service links, no /tmp emptyDir', () => {
-    const out = broken((o) => {
+  it('a weakened security context, service links, no /tmp emptyDir', async () => {
+    const out = await broken((o) => {
       const c = server(o);
       c.securityContext.readOnlyRootFilesystem = false;
       c.securityContext.capabilities = { drop: ['NET_RAW'] };
@@ -237,8 +247,8 @@ describe('deliberately broken manifests are caught', () => {
     expect(out).toMatch(/\/tmp must be an emptyDir/);
   });
 
-  it('a ClusterIP Service, replicas next to an HPA, a NetworkPolicy without S3 egress', () => {
-    const out = broken((o) => {
+  it('a ClusterIP Service, replicas next to an HPA, a NetworkPolicy without S3 egress', async () => {
+    const out = await broken((o) => {
       delete find(o, 'Service').spec.clusterIP;
       find(o, 'Deployment').spec.replicas = 3;
       const np = find(o, 'NetworkPolicy');
@@ -254,7 +264,7 @@ describe('a broken overlay on disk', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'memometer-broken-overlay-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('is rendered and rejected: misspelled field, missing label, wrong probe service', () => {
+  it('is rendered and rejected: misspelled field, missing label, wrong probe service', async () => {
     writeFileSync(
       path.join(dir, 'kustomization.yaml'),
       `resources: [${JSON.stringify(path.join(ROOT, 'deploy/k8s/overlays/gpu'))}]\npatches: [{path: deployment.yaml}, {path: service.yaml}]\n`,
@@ -283,7 +293,7 @@ metadata:
   labels: {app.kubernetes.io/instance: null}
 `,
     );
-    const out = summary(checkOverlay(renderKustomization(dir), ROOT).findings);
+    const out = summary((await checkOverlay(renderKustomization(dir), ROOT)).findings);
     expect(out).toMatch(/\[fields\] Deployment\/memometer\/memometer spec\.template\.spec\.containers\[0\]\.imagePullPolicyy/);
     expect(out).toMatch(/\[labels\] Service\/memometer\/memometer metadata\.labels: missing label app\.kubernetes\.io\/instance/);
     expect(out).toMatch(/\[probes\] .*readinessProbe\.grpc\.service: is "grpc\.health\.v1\.Health"/);
