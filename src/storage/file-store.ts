@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 import { clip, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { errorCode, fsError, isAbsent, type FsOperation } from './fs-errors.js';
-import { checkKey, checkPrefix, type StateStore } from './store.js';
+import { checkKey, checkListLimit, checkPrefix, utf8Order, type StateStore } from './store.js';
 
 /** Marks in-flight temp files of {@link FileStore.put}; `list` never returns them. */
 const TEMP_MARK = '.memometer-tmp-';
@@ -144,5 +144,11 @@ export class FileStore implements StateStore {
     };
     await walk(path.join(this.root, ...dirSegments), dirKey === '' ? '' : dirKey + '/', dirSegments.length);
     return out.sort();
+  }
+
+  async listAfter(prefix: string, startAfter: string, limit: number): Promise<string[]> {
+    checkListLimit(limit);
+    const keys = (await this.list(prefix)).filter((k) => utf8Order(k, startAfter) > 0);
+    return keys.sort(utf8Order).slice(0, limit);
   }
 }

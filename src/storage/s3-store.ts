@@ -15,7 +15,7 @@ import {
 } from '../errors.js';
 import { errorCode } from './fs-errors.js';
 import { isValidBucketName } from './s3-config.js';
-import { checkKey, checkPrefix, isValidKey, type StateStore } from './store.js';
+import { checkKey, checkListLimit, checkPrefix, isValidKey, utf8Order, type StateStore } from './store.js';
 
 export interface S3StoreOptions {
   /**
@@ -406,22 +406,39 @@ export class S3Store implements StateStore {
   }
 
   async list(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const key of this.keys(prefix, '')) keys.push(key);
+    return keys.sort();
+  }
+
+  async listAfter(prefix: string, startAfter: string, limit: number): Promise<string[]> {
+    checkListLimit(limit);
+    const keys: string[] = [];
+    // Leaving the loop early destroys the listing stream: no LIST request past the page.
+    for await (const key of this.keys(prefix, startAfter)) {
+      if (keys.push(key) === limit) break;
+    }
+    return keys;
+  }
+
+  /** The store keys under `prefix` after `startAfter`, in the server's (UTF-8 byte) order. */
+  private async *keys(prefix: string, startAfter: string): AsyncGenerator<string> {
     checkPrefix(prefix);
     const full = this.prefix + prefix;
-    const keys: string[] = [];
+    // S3 lists names after start-after; one below the prefix changes nothing, so send only one inside it.
+    const after = utf8Order(startAfter, prefix) > 0 ? this.prefix + startAfter : undefined;
     try {
-      const stream = this.client.listObjectsV2(this.bucket, full, true);
+      const stream = this.client.listObjectsV2(this.bucket, full, true, after);
       for await (const item of stream as AsyncIterable<BucketItem>) {
         const name = item.name;
         if (name === undefined || !name.startsWith(this.prefix)) continue;
         const key = name.slice(this.prefix.length);
         // Skip "folder" markers (`a/`) and other names that are not valid store keys: get() would
         // reject them.
-        if (isValidKey(key)) keys.push(key);
+        if (isValidKey(key)) yield key;
       }
     } catch (e) {
       throw this.mapError(e, prefix, 'list');
     }
-    return keys.sort();
   }
 }

@@ -44,6 +44,23 @@ export interface StateStore extends ObjectStore {
    * caller (it may be compared after writing).
    */
   putIfAbsent(key: string, body: string): Promise<boolean>;
+  /**
+   * Up to `limit` keys that start with `prefix` and sort after `startAfter` ('' = from the
+   * first), in UTF-8 byte order (S3's order; JavaScript's for ASCII keys): one page of a long
+   * listing. On S3 it costs the page (LIST with start-after, stopped at `limit`); a directory has
+   * no sorted listing, so FileStore lists the whole prefix and cuts.
+   */
+  listAfter(prefix: string, startAfter: string, limit: number): Promise<string[]>;
+}
+
+/** UTF-8 byte order of two keys (code point order), the order of S3 listings. */
+export function utf8Order(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** Checks listAfter's `limit`: a positive whole number. */
+export function checkListLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < 1) throw new InvalidArgumentError(`must be a positive whole number, got ${limit}`, 'limit');
 }
 
 /**

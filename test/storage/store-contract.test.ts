@@ -112,6 +112,19 @@ describe.each(SUBJECTS)('$name keeps the ObjectStore contract', ({ make, state }
     }
   });
 
+  it.runIf(state)('listAfter: up to limit keys under the prefix after startAfter, in byte order', async () => {
+    const s = (await make()) as StateStore;
+    for (const key of ['page/1', 'page/2', 'page/3', 'page/4', 'page/5', 'page-other', 'pagf']) await s.put(key, 'x');
+    expect(await s.listAfter('page/', '', 2)).toEqual(['page/1', 'page/2']);
+    expect(await s.listAfter('page/', 'page/2', 2)).toEqual(['page/3', 'page/4']);
+    expect(await s.listAfter('page/', 'page/4', 10)).toEqual(['page/5']);
+    expect(await s.listAfter('page/', 'page/5', 10)).toEqual([]);
+    expect(await s.listAfter('page/', 'page/25', 1)).toEqual(['page/3']); // startAfter need not exist
+    expect(await s.listAfter('page/', 'a', 2)).toEqual(['page/1', 'page/2']); // before the prefix: from the first
+    expect(await s.listAfter('page/', 'z', 2)).toEqual([]);
+    for (const limit of [0, -1, 1.5, Number.NaN]) await expect(s.listAfter('page/', '', limit)).rejects.toThrowError(/^limit: must be a positive whole number/);
+  });
+
   it.runIf(state)('putIfAbsent: of 5 concurrent callers with distinct bodies exactly one gets true, and its body stays', async () => {
     const s = (await fresh()) as StateStore;
     const bodies = Array.from({ length: 5 }, (_, i) => `caller-${i}-${randomBytes(8).toString('hex')}`);
