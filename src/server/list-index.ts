@@ -22,11 +22,20 @@ const INDEX_KEY = /^index\/(\d{13})-([0-9a-f]{16})-([A-Za-z0-9-]{1,64})$/;
 /** Page sizes (AIP-158): 0 means the default, more than the maximum is the maximum. */
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
+
 /**
- * The most records one page reads: a filter on state that few records meet ends a page early
- * (with a next_page_token) rather than reading the whole bucket in one call.
+ * What one page may cost. A filter that few records meet ends a page early (with a
+ * next_page_token) instead of reading the whole bucket in one call: on state after `reads`
+ * records, on model or time after `keys` index keys. Keys are listed `chunk` at a time (S3 returns
+ * at most 1000 per LIST), so a page costs what it reads, not the size of the index.
  */
-export const MAX_READS_PER_PAGE = 1000;
+export interface PageLimits {
+  reads: number;
+  keys: number;
+  chunk: number;
+}
+
+export const PAGE_LIMITS: PageLimits = { reads: 1000, keys: 10_000, chunk: 1000 };
 /** Records read at once. */
 const READ_BATCH = 32;
 
@@ -57,9 +66,10 @@ export function indexEntry(m: Measurement): { key: string; body: string } {
   };
 }
 
-/** Where a listing reads: the index keys (sorted) and the records. */
+/** Where a listing reads: the index keys, in order, and the records. */
 export interface IndexSource {
-  keys(): Promise<string[]>;
+  /** Up to `limit` index keys after `startAfter` ('' = from the newest), in order. */
+  keysAfter(startAfter: string, limit: number): Promise<string[]>;
   /** The record, or undefined when there is none (its creation was cut short). */
   read(measurementId: string): Promise<Measurement | undefined>;
 }
@@ -70,39 +80,103 @@ function pageSize(requested: number): number {
 }
 
 /**
- * One page of ListMeasurements, newest first. The model and time conditions are checked on the
- * index keys, the whole filter again on each record read. The next_page_token names the last
- * index entry examined, so pages stay stable while measurements are added (they sort before it).
+ * The index entries after a key, newest first, listed a chunk at a time. It ends at the end of
+ * the index, at the first entry older than the filter allows (all later ones are older still), or
+ * when it has scanned its budget of keys.
  */
-export async function listPage(source: IndexSource, request: ListMeasurementsRequest, maxReads = MAX_READS_PER_PAGE): Promise<ListMeasurementsResponse> {
-  const size = pageSize(request.pageSize);
-  const filter = parseFilter(request.filter);
-  const after = request.pageToken ? decodeToken(request.pageToken, filter, isIndexKey) : undefined;
-  const oldest = oldestAllowed(filter);
-  const tags = new Map<string, string>();
-  const tagOf = (uri: string) => tags.get(uri) ?? tags.set(uri, modelTag(uri)).get(uri)!;
+class IndexScan {
+  /** The last index key scanned: a page that ends here resumes after it. */
+  lastKey: string;
+  /** Why next() returned undefined: nothing is left, or the key budget is spent. */
+  stopped: 'end' | 'budget' | undefined;
+  private chunk: string[] = [];
+  private at = 0;
+  private cursor: string;
+  private scanned = 0;
 
-  const candidates: IndexEntry[] = [];
-  for (const key of await source.keys()) {
-    const entry = after !== undefined && key <= after ? undefined : parseIndexKey(key);
-    if (!entry) continue;
-    if (entry.createMs < oldest) break; // all later keys are older still
-    if (matches(filter, { isModel: (uri) => tagOf(uri) === entry.modelTag, createTime: new Date(entry.createMs) })) candidates.push(entry);
+  constructor(
+    private readonly source: IndexSource,
+    after: string,
+    private readonly oldestMs: number,
+    private readonly limits: PageLimits,
+  ) {
+    this.lastKey = this.cursor = after;
   }
 
-  const measurements: Measurement[] = [];
-  let examined = 0;
-  while (examined < candidates.length && examined < maxReads && measurements.length < size) {
-    const batch = candidates.slice(examined, examined + Math.min(READ_BATCH, maxReads - examined));
-    const records = await Promise.all(batch.map((e) => source.read(e.measurementId)));
-    for (const m of records) {
-      examined++;
-      if (m && matches(filter, { isModel: (uri) => uri === m.request?.modelUri, createTime: m.createTime ?? new Date(0), state: m.state })) {
-        measurements.push(m);
-        if (measurements.length === size) break;
+  async next(): Promise<IndexEntry | undefined> {
+    while (!this.stopped) {
+      if (this.scanned === this.limits.keys) {
+        this.stopped = 'budget';
+      } else if (this.at < this.chunk.length) {
+        this.scanned++;
+        const entry = parseIndexKey(this.chunk[this.at++]!);
+        if (!entry) continue; // not an index key: nothing to list, and no token may name it
+        if (entry.createMs < this.oldestMs) {
+          this.stopped = 'end';
+        } else {
+          this.lastKey = entry.key;
+          return entry;
+        }
+      } else if (this.chunk.length > 0 && this.chunk.length < this.limits.chunk) {
+        this.stopped = 'end'; // a short chunk was the last one
+      } else {
+        this.chunk = await this.source.keysAfter(this.cursor, this.limits.chunk);
+        this.at = 0;
+        if (this.chunk.length === 0) this.stopped = 'end';
+        else this.cursor = this.chunk[this.chunk.length - 1]!;
       }
     }
+    return undefined;
   }
-  const nextPageToken = examined < candidates.length ? encodeToken(candidates[examined - 1]!.key, filter) : '';
-  return { measurements, nextPageToken };
+}
+
+/**
+ * One page of ListMeasurements, newest first. The model and time conditions are checked on the
+ * index keys, the whole filter again on each record read. The next_page_token names the last
+ * index entry the page consumed, so pages stay stable while measurements are added (they sort
+ * before it); it is empty only when no later entry can match.
+ */
+export async function listPage(source: IndexSource, request: ListMeasurementsRequest, limits: PageLimits = PAGE_LIMITS): Promise<ListMeasurementsResponse> {
+  const size = pageSize(request.pageSize);
+  const filter = parseFilter(request.filter);
+  const after = request.pageToken ? decodeToken(request.pageToken, filter, isIndexKey) : '';
+  const tags = new Map<string, string>();
+  const tagOf = (uri: string) => tags.get(uri) ?? tags.set(uri, modelTag(uri)).get(uri)!;
+  const scan = new IndexScan(source, after, oldestAllowed(filter), limits);
+  /** The next entry the key-level conditions admit, or undefined when the scan stops. */
+  const nextCandidate = async (): Promise<IndexEntry | undefined> => {
+    for (let entry = await scan.next(); entry; entry = await scan.next()) {
+      if (matches(filter, { isModel: (uri) => tagOf(uri) === entry.modelTag, createTime: new Date(entry.createMs) })) return entry;
+    }
+    return undefined;
+  };
+  /** Whether an entry after those consumed may still match (unknown past the key budget: yes). */
+  const laterMayMatch = async () => (await nextCandidate()) !== undefined || scan.stopped === 'budget';
+
+  const measurements: Measurement[] = [];
+  let reads = 0;
+  let resumeAfter = after;
+  for (;;) {
+    const batch: IndexEntry[] = [];
+    // Each entry gives at most one measurement: never read more than the page still needs.
+    while (batch.length < Math.min(READ_BATCH, limits.reads - reads, size - measurements.length)) {
+      const entry = await nextCandidate();
+      if (!entry) break;
+      batch.push(entry);
+    }
+    const records = await Promise.all(batch.map((e) => source.read(e.measurementId)));
+    for (const [i, m] of records.entries()) {
+      reads++;
+      resumeAfter = batch[i]!.key;
+      if (!m || !matches(filter, { isModel: (uri) => uri === m.request?.modelUri, createTime: m.createTime ?? new Date(0), state: m.state })) continue;
+      if (measurements.push(m) < size) continue;
+      // Full: a token only when a later entry may match (an unread one of the batch, or one further on).
+      const more = i < batch.length - 1 || (await laterMayMatch());
+      return { measurements, nextPageToken: more ? encodeToken(resumeAfter, filter) : '' };
+    }
+    if (scan.stopped === 'end') return { measurements, nextPageToken: '' };
+    // Out of keys to scan: resume after the last one (every key up to it was read or ruled out).
+    if (scan.stopped === 'budget') return { measurements, nextPageToken: encodeToken(scan.lastKey, filter) };
+    if (reads === limits.reads) return { measurements, nextPageToken: (await laterMayMatch()) ? encodeToken(resumeAfter, filter) : '' };
+  }
 }

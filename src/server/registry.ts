@@ -53,13 +53,12 @@ export class MeasurementRegistry {
   }
 
   /**
-   * A page of ListMeasurements from the listing index (list-index.ts). Every LIST of the index
-   * returns all its keys (the store interface has no start-after): one LIST of N small keys per
-   * page, then one read per record examined.
+   * A page of ListMeasurements from the listing index (list-index.ts): index keys listed a chunk
+   * at a time from where the page token points, then one read per record examined.
    */
   list(request: ListMeasurementsRequest): Promise<ListMeasurementsResponse> {
     return listPage({
-      keys: () => this.store.list(INDEX_PREFIX),
+      keysAfter: (startAfter, limit) => this.store.listAfter(INDEX_PREFIX, startAfter, limit),
       read: (id) => this.get(id).catch((error: unknown) => {
         if (error instanceof NotFoundError) return undefined;
         throw error;
@@ -112,6 +111,10 @@ export class MeasurementRegistry {
     });
     const existing = await this.findByRequestId(request.requestId);
     if (!existing) throw new NotFoundError('the measurement of this request_id vanished', 'request_id');
+    // Its creator may have died between claiming the request_id and listing it: list it now (the
+    // same key and body as the creator's, so a live creator's write and this one agree).
+    const { key, body } = indexEntry(existing);
+    await this.store.put(key, body);
     return { measurement: existing, created: false };
   }
 

@@ -6,8 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeasureMemorizationRequest, MeasurementState, type Measurement } from '../../src/gen/memometer/v1/memometer.js';
-import { INDEX_PREFIX, listPage } from '../../src/server/list-index.js';
+import { type ListMeasurementsRequest, MeasureMemorizationRequest, MeasurementState, type Measurement } from '../../src/gen/memometer/v1/memometer.js';
+import { INDEX_PREFIX, listPage, PAGE_LIMITS, type IndexSource } from '../../src/server/list-index.js';
 import { MeasurementRegistry } from '../../src/server/registry.js';
 import { createS3Client, s3ConfigFromEnv } from '../../src/storage/s3-config.js';
 import { FileStore } from '../../src/storage/file-store.js';
@@ -101,18 +101,47 @@ describe.each(stores)('the listing index on %s', (_, open) => {
     expect((await list({ pageSize: 5000 })).measurements).toHaveLength(all.length);
   });
 
+  /** listPage over the store, recording every LIST of the index as [startAfter, limit]. */
+  const counted = () => {
+    const lists: [string, number][] = [];
+    const source: IndexSource = {
+      keysAfter: (startAfter, limit) => (lists.push([startAfter, limit]), store.listAfter(INDEX_PREFIX, startAfter, limit)),
+      read: (id) => registry.get(id),
+    };
+    return { lists, source };
+  };
+
   it('a page reads a bounded number of records: a rare state ends pages early, with a token', async () => {
-    const source = { keys: () => store.list(INDEX_PREFIX), read: (id: string) => registry.get(id) };
-    const seen: string[][] = [];
-    let pageToken = '';
-    do {
-      const page = await listPage(source, { filter: 'state = FAILED', pageSize: 10, pageToken }, 2);
-      seen.push(ids(page.measurements));
-      pageToken = page.nextPageToken;
-    } while (pageToken);
+    const { source } = counted();
+    const list = (r: ListMeasurementsRequest) => listPage(source, r, { ...PAGE_LIMITS, reads: 2 });
+    const seen = await pages(list, 'state = FAILED', 10);
     expect(seen.flat()).toEqual(ids(all.filter((m) => m.state === MeasurementState.MEASUREMENT_STATE_FAILED)));
     expect(seen.length).toBe(Math.ceil(all.length / 2));
     expect(seen.some((p) => p.length === 0)).toBe(true);
+  });
+
+  it('a page scans a bounded number of index keys: a rare model ends pages early, with a token', async () => {
+    const { lists, source } = counted();
+    const list = (r: ListMeasurementsRequest) => listPage(source, r, { reads: 1000, keys: 2, chunk: 2 });
+    const seen = await pages(list, 'model_uri = "a"', 10);
+    expect(seen.flat()).toEqual(ids(all.filter((m) => m.request!.modelUri === 'a')));
+    // 2 keys a page: at least one page per 2 entries (one more when the last key ends a page).
+    expect(seen.length).toBeGreaterThanOrEqual(Math.ceil(all.length / 2));
+    expect(lists.every(([, limit]) => limit === 2)).toBe(true);
+  });
+
+  it('a page lists the index from its token, a chunk at a time, not the whole index', async () => {
+    const { lists, source } = counted();
+    const keys = await store.list(INDEX_PREFIX);
+    const limits = { reads: 1000, keys: 10_000, chunk: 2 };
+    const first = await listPage(source, { filter: '', pageSize: 2, pageToken: '' }, limits);
+    expect(ids(first.measurements)).toEqual(ids(all.slice(0, 2)));
+    // The two entries, then one more chunk to see that a later entry exists.
+    expect(lists).toEqual([['', 2], [keys[1]!, 2]]);
+    lists.length = 0;
+    const second = await listPage(source, { filter: '', pageSize: 2, pageToken: first.nextPageToken }, limits);
+    expect(ids(second.measurements)).toEqual(ids(all.slice(2, 4)));
+    expect(lists).toEqual([[keys[1]!, 2], [keys[3]!, 2]]);
   });
 
   it('does not list the superseded twin of a request_id, nor records written without an index entry', async () => {
@@ -124,5 +153,27 @@ describe.each(stores)('the listing index on %s', (_, open) => {
     const twins = await list({ filter: 'model_uri = "twins"' });
     expect(ids(twins.measurements)).toEqual([first.measurement.measurementId]);
     expect((await registry.get('legacy-record-0000')).measurementId).toBe('legacy-record-0000');
+  });
+
+  it('lists a measurement whose creator died before listing it, once its request_id is sent again', async () => {
+    // The store refuses the first index write, as if the replica died right before it.
+    let refused = false;
+    const dying: StateStore = Object.assign(Object.create(store) as StateStore, {
+      put: (key: string, body: Uint8Array | string) => {
+        if (key.startsWith(INDEX_PREFIX) && !refused) {
+          refused = true;
+          return Promise.reject(new Error('replica died'));
+        }
+        return store.put(key, body);
+      },
+    });
+    const request = MeasureMemorizationRequest.fromPartial({ requestId: `orphan-${Date.now()}`, modelUri: 'orphans', datasetUri: 'd' });
+    await expect(new MeasurementRegistry(dying).create(request)).rejects.toThrowError('replica died');
+    expect((await list({ filter: 'model_uri = "orphans"' })).measurements).toEqual([]);
+    const retry = await registry.create(request);
+    expect(retry.created).toBe(false);
+    expect(ids((await list({ filter: 'model_uri = "orphans"' })).measurements)).toEqual([retry.measurement.measurementId]);
+    await registry.create(request); // listing it again writes the same entry
+    expect((await list({ filter: 'model_uri = "orphans"' })).measurements).toHaveLength(1);
   });
 });
