@@ -236,7 +236,22 @@ export class MemorizationService {
       const taken = await this.takeOverIfAbandoned(current);
       if (taken) return this.follow(call, current, taken);
     }
-    if (!call.cancelled) finish(call, current);
+    if (call.cancelled) return;
+    const winner = await this.supersededBy(current);
+    if (winner) return this.attach(call, winner);
+    finish(call, current);
+  }
+
+  /**
+   * The measurement that won the request_id of a superseded one. A store without conditional
+   * writes settles a request_id's claim only after a moment (S3Store.putIfAbsent): a call that
+   * read the claim meanwhile may have attached to a twin that then lost. It follows the winner
+   * (a new `started` names it) instead of ending with the twin's ALREADY_EXISTS.
+   */
+  private async supersededBy(m: Measurement): Promise<Measurement | undefined> {
+    if (m.state !== MeasurementState.MEASUREMENT_STATE_CANCELLED || m.error?.code !== 'ALREADY_EXISTS' || !m.requestId) return undefined;
+    const winner = await this.deps.registry.findByRequestId(m.requestId);
+    return winner && winner.measurementId !== m.measurementId ? winner : undefined;
   }
 
   /** Streams a run of this process to `call` until it ends, then its stored outcome. */

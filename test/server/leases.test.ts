@@ -5,9 +5,13 @@
  * (same request_id) follows to the result.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MeasurementState, type MeasureMemorizationResponse } from '../../src/gen/memometer/v1/memometer.js';
+import { MeasureMemorizationRequest, MeasurementState, type MeasureMemorizationResponse } from '../../src/gen/memometer/v1/memometer.js';
 import { MemometerClient } from '../../src/clients/client.js';
+import { MeasurementRegistry } from '../../src/server/registry.js';
+import { createS3Client, s3ConfigFromEnv } from '../../src/storage/s3-config.js';
+import { S3Store } from '../../src/storage/s3-store.js';
 import { exampleBucket, s3Env, startTestService, type TestService } from '../support/service.js';
 
 const STATE = 's3://leases/state';
@@ -54,6 +58,44 @@ describe('exactly one measurement per request_id', () => {
     for (const o of outcomes) expect(o.result).toEqual(outcomes[0]!.result);
     const stored = await replicas[0]!.client().getMeasurement([...ids][0]!);
     expect(stored.state).toBe(MeasurementState.MEASUREMENT_STATE_SUCCEEDED);
+  });
+
+  it('a call that read a claim before it settled, and attached to the twin that then lost, follows the winner', async () => {
+    // What S3Store.putIfAbsent's fallback (no conditional writes) allows for a moment: the
+    // request_id's claim object names a twin that later sees another claim and supersedes itself.
+    const store = new S3Store(createS3Client(s3ConfigFromEnv(s3Env())), 'leases', { prefix: 'state' });
+    const registry = new MeasurementRegistry(store);
+    const requestId = `unsettled-claim-${Date.now()}`;
+    const { measurement: winner } = await registry.create(MeasureMemorizationRequest.fromPartial(request(requestId)));
+    const now = new Date();
+    const twin = { ...winner, measurementId: randomUUID(), createTime: now, updateTime: now };
+    await registry.save(twin);
+    // The registry's claim object of a request_id (registry.ts requestKey), naming the twin.
+    const claimKey = `requests/${createHash('sha256').update(requestId).digest('hex')}.json`;
+    await store.put(claimKey, JSON.stringify({ measurementId: twin.measurementId }));
+
+    const started: string[] = [];
+    let attached!: () => void;
+    const attachedToTwin = new Promise<void>((resolve) => (attached = resolve));
+    const outcome = (async () => {
+      let result: MeasureMemorizationResponse['event'];
+      for await (const message of replicas[0]!.client().stream(request(requestId))) {
+        if (message.event?.$case === 'started') {
+          started.push(message.event.value.measurementId);
+          attached();
+        }
+        if (message.event?.$case === 'result') result = message.event;
+      }
+      return result;
+    })();
+    await attachedToTwin;
+    // The claim settles on the winner; the twin supersedes itself, as a losing create() does.
+    await store.put(claimKey, JSON.stringify({ measurementId: winner.measurementId }));
+    await registry.transition(twin, 'supersede', { code: 'ALREADY_EXISTS', message: 'superseded: another request with the same request_id created the measurement first' });
+
+    expect((await outcome)?.$case).toBe('result');
+    expect(started).toEqual([twin.measurementId, winner.measurementId]);
+    expect((await registry.get(winner.measurementId)).state).toBe(MeasurementState.MEASUREMENT_STATE_SUCCEEDED);
   });
 });
 
