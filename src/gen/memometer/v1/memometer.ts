@@ -371,7 +371,11 @@ export interface MeasureMemorizationResponse {
   /** What happened. */
   event:
     | //
-    /** First message: the measurement's id. */
+    /**
+     * First message: the measurement's id. A second one (existing = true) comes when a
+     * request_id's claim settled on another measurement than the one first named (a state store
+     * without conditional writes): the last id is the measurement's.
+     */
     { $case: "started"; value: MeasurementStarted }
     | //
     /** The plan: cuts, heads, samples, memory. */

@@ -741,7 +741,9 @@ type isMeasureMemorizationResponse_Event interface {
 }
 
 type MeasureMemorizationResponse_Started struct {
-	// First message: the measurement's id.
+	// First message: the measurement's id. A second one (existing = true) comes when a
+	// request_id's claim settled on another measurement than the one first named (a state store
+	// without conditional writes): the last id is the measurement's.
 	Started *MeasurementStarted `protobuf:"bytes,1,opt,name=started,proto3,oneof"`
 }
 
