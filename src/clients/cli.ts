@@ -8,7 +8,8 @@ import { measure } from '../metric/measure.js';
 import { resolveOptions } from '../metric/options.js';
 import type { MeasurementResult } from '../metric/types.js';
 import { loadServerConfig } from '../server/config.js';
-import { startServer } from '../server/server.js';
+import { openRegistry, startServer } from '../server/server.js';
+import { Locations } from '../server/locations.js';
 import { readLocalDataset, readLocalModelSource } from './local-files.js';
 import { describeForCli, measureOptionsFrom, parseMeasureArgs, type MeasureValues } from './measure-flags.js';
 import { measureRemotely } from './remote.js';
@@ -36,6 +37,7 @@ const USAGE = `usage:
          [--max-concurrent N] [--max-queued N] [--shutdown-grace-seconds S]
   memometer upload --to s3://BUCKET/PREFIX [--model PATH] [--dataset PATH]
   memometer list --server HOST:PORT [--model URI] [--state STATE] [--since RFC3339] [--limit N] [--json]
+  memometer reindex [--state-uri URI]
 
 measure runs in-process on local files, or with --server on a memometer service (model and
 dataset are then s3:// URIs or paths under the server's data root; MEMOMETER_API_TOKEN is sent
@@ -48,7 +50,9 @@ compares with an earlier report.json (local, s3://, or under the server's data r
 --allow-different-settings); --fail-above-increase exits 3 when a depth's score rose by more
 than X over it. serve reads MEMOMETER_* variables (flags
 win); upload and serve read S3 settings from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-S3_ENDPOINT, S3_USE_HTTPS, AWS_REGION.`;
+S3_ENDPOINT, S3_USE_HTTPS, AWS_REGION. reindex (same state settings as serve) lists in
+ListMeasurements the recorded measurements that are not listed: those recorded before the
+listing index existed (run it once after upgrading; it is safe while servers run).`;
 
 /** Exit codes: 0 ok, 1 the measurement failed, 2 bad arguments or input, 3 a gate (--fail-above, --fail-above-increase). */
 const EXIT = { ok: 0, failed: 1, usage: 2, gate: 3 } as const;
@@ -169,6 +173,15 @@ async function runServe(args: string[]): Promise<number> {
   return EXIT.ok;
 }
 
+/** `memometer reindex`: writes the ListMeasurements index entries that records lack (after an upgrade). */
+async function runReindex(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, strict: true, options: { 'state-uri': { type: 'string' } } });
+  const config = loadServerConfig(process.env, { stateUri: values['state-uri'] });
+  const { records, added } = await openRegistry(config, new Locations(config, process.env), process.env).reindex();
+  process.stdout.write(`memometer: ${records} measurement record(s), ${added} index entr${added === 1 ? 'y' : 'ies'} written\n`);
+  return EXIT.ok;
+}
+
 async function runUpload(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, strict: true, options: { to: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string' } } });
   if (!values.to) throw new InvalidArgumentError('is required (s3://bucket/prefix)', '--to');
@@ -224,7 +237,7 @@ async function runList(args: string[]): Promise<number> {
   return EXIT.ok;
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { measure: runMeasure, serve: runServe, upload: runUpload, list: runList };
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { measure: runMeasure, serve: runServe, upload: runUpload, list: runList, reindex: runReindex };
 
 /** A gRPC status from the service, as the CLI reports it. */
 function isServiceError(error: unknown): error is ServiceError {

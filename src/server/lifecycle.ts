@@ -31,6 +31,15 @@ export const TRANSITIONS: Readonly<Record<LifecycleEvent, { from: readonly Measu
 
 const ACTIVE: readonly MeasurementState[] = [QUEUED, RUNNING];
 
+/** The error a superseded twin is closed with (event 'supersede'). */
+export const SUPERSEDED = {
+  code: 'ALREADY_EXISTS',
+  message: 'superseded: another request with the same request_id created the measurement first',
+} as const;
+
+/** Whether `m` is the losing twin of its request_id: never listed, never run. */
+export const isSuperseded = (m: Pick<Measurement, 'state' | 'error'>) => m.state === CANCELLED && m.error?.code === SUPERSEDED.code;
+
 /** SUCCEEDED, FAILED and CANCELLED are final: no event leaves them. */
 export const isTerminal = (m: Pick<Measurement, 'state'>) => !ACTIVE.includes(m.state);
 

@@ -55,6 +55,9 @@ function parseIndexKey(key: string): IndexEntry | undefined {
 
 const isIndexKey = (key: string) => parseIndexKey(key) !== undefined;
 
+/** The measurement an index key lists, or undefined for a key that is not an index entry. */
+export const indexedMeasurementId = (key: string): string | undefined => parseIndexKey(key)?.measurementId;
+
 /** The index object of a new measurement. */
 export function indexEntry(m: Measurement): { key: string; body: string } {
   const createTime = m.createTime ?? new Date();

@@ -8,12 +8,16 @@ import {
   MeasurementState,
 } from '../gen/memometer/v1/memometer.js';
 import type { StateStore } from '../storage/store.js';
-import { allowed, applyEvent, type LifecycleEvent } from './lifecycle.js';
-import { INDEX_PREFIX, indexEntry, listPage } from './list-index.js';
+import { allowed, applyEvent, isSuperseded, SUPERSEDED, type LifecycleEvent } from './lifecycle.js';
+import { INDEX_PREFIX, indexedMeasurementId, indexEntry, listPage } from './list-index.js';
 
 export { isTerminal } from './lifecycle.js';
 
-const recordKey = (id: string) => `measurements/${id}.json`;
+const RECORD_PREFIX = 'measurements/';
+const RECORD_SUFFIX = '.json';
+const recordKey = (id: string) => `${RECORD_PREFIX}${id}${RECORD_SUFFIX}`;
+/** Records reindex() reads at once. */
+const REINDEX_BATCH = 16;
 const leaseKey = (id: string) => `leases/${id}.json`;
 const claimKey = (id: string, attempt: number) => `claims/${id}/${attempt}.json`;
 // request ids are client strings: hash them into safe, fixed-length keys.
@@ -66,6 +70,30 @@ export class MeasurementRegistry {
     }, request);
   }
 
+  /**
+   * Writes the listing-index entry of every record that lacks one: records from before the index
+   * existed, and a measurement whose creator died between claiming its request_id and listing it.
+   * Superseded twins stay unlisted. Idempotent (an entry has the same key and body whoever writes
+   * it), so it may run while servers serve, on any number of processes.
+   */
+  async reindex(): Promise<{ records: number; added: number }> {
+    const records = (await this.store.list(RECORD_PREFIX)).filter((k) => k.endsWith(RECORD_SUFFIX));
+    const indexed = new Set((await this.store.list(INDEX_PREFIX)).map(indexedMeasurementId));
+    let added = 0;
+    for (let i = 0; i < records.length; i += REINDEX_BATCH) {
+      await Promise.all(records.slice(i, i + REINDEX_BATCH).map(async (key) => {
+        const id = key.slice(RECORD_PREFIX.length, -RECORD_SUFFIX.length);
+        if (indexed.has(id)) return;
+        const m = await this.get(id);
+        if (isSuperseded(m)) return;
+        const entry = indexEntry(m);
+        await this.store.put(entry.key, entry.body);
+        added++;
+      }));
+    }
+    return { records: records.length, added };
+  }
+
   /** The measurement an earlier request with this request_id created, if any. */
   async findByRequestId(requestId: string): Promise<Measurement | undefined> {
     if (!requestId) return undefined;
@@ -106,9 +134,7 @@ export class MeasurementRegistry {
       await this.store.put(key, body);
       return { measurement, created: true };
     }
-    await this.transition(measurement, 'supersede', {
-      code: 'ALREADY_EXISTS', message: 'superseded: another request with the same request_id created the measurement first',
-    });
+    await this.transition(measurement, 'supersede', { ...SUPERSEDED });
     const existing = await this.findByRequestId(request.requestId);
     if (!existing) throw new NotFoundError('the measurement of this request_id vanished', 'request_id');
     // Its creator may have died between claiming the request_id and listing it: list it now (the

@@ -27,6 +27,11 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
+/** The registry of the measurement records in the configured state location. */
+export function openRegistry(config: ServerConfig, locations: Locations, env: NodeJS.ProcessEnv): MeasurementRegistry {
+  return new MeasurementRegistry(locations.stateStore(config.stateUri ?? defaultStateUri(env)));
+}
+
 /** Starts the gRPC server: the service, grpc.health.v1 and server reflection. `env` holds S3 settings. */
 export async function startServer(config: ServerConfig, env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
   const backend = await initBackend();
@@ -35,7 +40,7 @@ export async function startServer(config: ServerConfig, env: NodeJS.ProcessEnv =
   const service = new MemorizationService({
     config,
     locations,
-    registry: new MeasurementRegistry(locations.stateStore(config.stateUri ?? defaultStateUri(env))),
+    registry: openRegistry(config, locations, env),
     admission: new Admission(config.maxConcurrent, config.maxQueued),
   });
   // Connections are recycled every few minutes (streams in flight finish undisturbed), so

@@ -16,6 +16,7 @@ import type { Admission } from './admission.js';
 import { authorize } from './auth.js';
 import type { ServerConfig } from './config.js';
 import type { Locations } from './locations.js';
+import { isSuperseded } from './lifecycle.js';
 import { isTerminal, type MeasurementRegistry } from './registry.js';
 import { FIELD_OF_OPTION, optionsFromRequest } from '../api/request.js';
 import { loadBaseline, runMeasurement } from './runner.js';
@@ -249,7 +250,7 @@ export class MemorizationService {
    * (a new `started` names it) instead of ending with the twin's ALREADY_EXISTS.
    */
   private async supersededBy(m: Measurement): Promise<Measurement | undefined> {
-    if (m.state !== MeasurementState.MEASUREMENT_STATE_CANCELLED || m.error?.code !== 'ALREADY_EXISTS' || !m.requestId) return undefined;
+    if (!isSuperseded(m) || !m.requestId) return undefined;
     const winner = await this.deps.registry.findByRequestId(m.requestId);
     return winner && winner.measurementId !== m.measurementId ? winner : undefined;
   }

@@ -50,3 +50,18 @@ describe('memometer list', () => {
     expect(await runCli(['list'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^memometer: --server: is required/) });
   }, 240_000); // three processes, each loading the whole CLI
 });
+
+describe('memometer reindex', () => {
+  it('lists the records that have no index entry (from before the index), once; the server then lists them', async () => {
+    const registry = new MeasurementRegistry(new FileStore(service.stateDir));
+    const legacy = { ...all[1]!, measurementId: 'legacy-record-cli-0', createTime: new Date(Date.now() + 60_000) };
+    await registry.save(legacy); // a record as written before the listing index existed
+    expect(jsonIds((await list('--json', '--limit', '1')).stdout)).toEqual([all[0]!.measurementId]);
+
+    const first = await runCli(['reindex', '--state-uri', service.stateDir]);
+    expect(first).toMatchObject({ code: 0, stdout: `memometer: ${all.length + 1} measurement record(s), 1 index entry written\n` });
+    expect(jsonIds((await list('--json', '--limit', '1')).stdout)).toEqual([legacy.measurementId]);
+    const again = await runCli(['reindex', '--state-uri', service.stateDir]);
+    expect(again.stdout).toBe(`memometer: ${all.length + 1} measurement record(s), 0 index entries written\n`);
+  }, 240_000); // four processes, each loading the whole CLI
+});

@@ -155,6 +155,19 @@ describe.each(stores)('the listing index on %s', (_, open) => {
     expect((await registry.get('legacy-record-0000')).measurementId).toBe('legacy-record-0000');
   });
 
+  it('reindex() lists records that have no index entry, except superseded twins; a second run writes nothing', async () => {
+    const before = (await list({ pageSize: 1000 })).measurements.length;
+    const legacy = { ...all[0]!, measurementId: 'legacy-record-reindex', requestId: '' };
+    await registry.save(legacy);
+    const { records, added } = await registry.reindex();
+    expect(added).toBe(2); // legacy-record-reindex, and legacy-record-0000 of the test before (not its superseded twin)
+    const listed = ids((await list({ pageSize: 1000 })).measurements);
+    expect(listed).toHaveLength(before + 2);
+    expect(listed).toEqual(expect.arrayContaining([legacy.measurementId, 'legacy-record-0000']));
+    expect((await list({ filter: 'model_uri = "twins"' })).measurements).toHaveLength(2); // the winner and legacy-record-0000
+    expect(await registry.reindex()).toEqual({ records, added: 0 });
+  });
+
   it('lists a measurement whose creator died before listing it, once its request_id is sent again', async () => {
     // The store refuses the first index write, as if the replica died right before it.
     let refused = false;
