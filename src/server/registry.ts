@@ -73,8 +73,9 @@ export class MeasurementRegistry {
   /**
    * Writes the listing-index entry of every record that lacks one: records from before the index
    * existed, and a measurement whose creator died between claiming its request_id and listing it.
-   * Superseded twins stay unlisted. Idempotent (an entry has the same key and body whoever writes
-   * it), so it may run while servers serve, on any number of processes.
+   * Twins stay unlisted: superseded ones, and one whose request_id another measurement claimed
+   * before it could supersede itself. Idempotent (an entry has the same key and body whoever
+   * writes it), so it may run while servers serve, on any number of processes.
    */
   async reindex(): Promise<{ records: number; added: number }> {
     const records = (await this.store.list(RECORD_PREFIX)).filter((k) => k.endsWith(RECORD_SUFFIX));
@@ -85,7 +86,7 @@ export class MeasurementRegistry {
         const id = key.slice(RECORD_PREFIX.length, -RECORD_SUFFIX.length);
         if (indexed.has(id)) return;
         const m = await this.get(id);
-        if (isSuperseded(m)) return;
+        if (isSuperseded(m) || (m.requestId && (await this.claimOf(m.requestId)) !== id)) return;
         const entry = indexEntry(m);
         await this.store.put(entry.key, entry.body);
         added++;
@@ -96,11 +97,21 @@ export class MeasurementRegistry {
 
   /** The measurement an earlier request with this request_id created, if any. */
   async findByRequestId(requestId: string): Promise<Measurement | undefined> {
+    const measurementId = await this.claimOf(requestId);
+    try {
+      return measurementId === undefined ? undefined : await this.get(measurementId);
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  /** The id of the measurement that claimed this request_id, if any. */
+  private async claimOf(requestId: string): Promise<string | undefined> {
     if (!requestId) return undefined;
     try {
       const bytes = await this.store.get(requestKey(requestId));
-      const { measurementId } = JSON.parse(new TextDecoder().decode(bytes)) as { measurementId: string };
-      return await this.get(measurementId);
+      return (JSON.parse(new TextDecoder().decode(bytes)) as { measurementId: string }).measurementId;
     } catch (error) {
       if (error instanceof NotFoundError) return undefined;
       throw error;
@@ -137,10 +148,6 @@ export class MeasurementRegistry {
     await this.transition(measurement, 'supersede', { ...SUPERSEDED });
     const existing = await this.findByRequestId(request.requestId);
     if (!existing) throw new NotFoundError('the measurement of this request_id vanished', 'request_id');
-    // Its creator may have died between claiming the request_id and listing it: list it now (the
-    // same key and body as the creator's, so a live creator's write and this one agree).
-    const { key, body } = indexEntry(existing);
-    await this.store.put(key, body);
     return { measurement: existing, created: false };
   }
 
