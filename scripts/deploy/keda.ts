@@ -74,7 +74,6 @@ export function validateSchema(value: Json, schema: Schema, root: Schema = schem
   return out;
 }
 
-
 export const isScaledObject = (o: K8sObject) => o.kind === 'ScaledObject' && o.apiVersion === SCALED_OBJECT_API;
 
 /** Schema and autoscaling checks of every ScaledObject of a rendered overlay. */
